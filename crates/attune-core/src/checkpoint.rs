@@ -1,0 +1,362 @@
+//! Reading and writing model directories in the layouts the HF ecosystem uses.
+//!
+//! * Input: any local HF BERT directory — `config.json`, `model.safetensors` (a
+//!   `pytorch_model.bin` alone gets an error that says how to convert it), `tokenizer.json` or
+//!   `vocab.txt`. Keys may be `bert.`-prefixed (`BertFor*` checkpoints) or bare (`BertModel`,
+//!   e.g. sentence-transformers' MiniLM); old `gamma`/`beta` LayerNorm names are accepted.
+//! * Output of a full fine-tune: HF layout that `AutoModelForSequenceClassification` loads.
+//! * Output of a LoRA fine-tune: PEFT layout (`adapter_config.json`,
+//!   `adapter_model.safetensors` with `base_model.model.` keys) plus `config.json` with labels.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+use crate::lora::LoraConfig;
+use crate::model::BertClassifier;
+use crate::params::{ParamStore, TrainablePredicate};
+use crate::tokenizer::TextTokenizer;
+
+/// File names of the HF layout.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights of a full model.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Tokenizer file written into every saved model.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// PEFT adapter configuration.
+pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
+/// PEFT adapter weights.
+pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// Prefix PEFT puts before every key of a wrapped model.
+const PEFT_PREFIX: &str = "base_model.model.";
+
+/// Which parameters train.
+#[derive(Debug, Clone, Default)]
+pub enum TrainMode {
+    /// Inference: nothing trains, no gradients are tracked.
+    #[default]
+    Frozen,
+    /// Every parameter trains.
+    Full,
+    /// Only LoRA adapters and the classifier head train.
+    Lora(LoraConfig),
+}
+
+/// How to build a classifier from a directory.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Class names for a new head; `None` keeps the checkpoint's `id2label`.
+    pub labels: Option<Vec<String>>,
+    /// What trains.
+    pub mode: TrainMode,
+    /// Seed for the weights the checkpoint lacks and for dropout.
+    pub seed: u64,
+    /// Where to run.
+    pub device: Device,
+    /// Parameter dtype.
+    pub dtype: DType,
+    /// Overrides the head's pooling.
+    pub pooling: Option<crate::config::Pooling>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            labels: None,
+            mode: TrainMode::Frozen,
+            seed: 42,
+            device: Device::Cpu,
+            dtype: DType::F32,
+            pooling: None,
+        }
+    }
+}
+
+/// A classifier together with everything needed to use and save it.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub model: BertClassifier,
+    /// Its configuration, including labels.
+    pub config: BertConfig,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Class names in index order.
+    pub labels: Vec<String>,
+    /// Parameter source: trainable variables and the names needed to save.
+    pub params: ParamStore,
+    /// The adapter configuration when the model carries LoRA adapters.
+    pub lora: Option<LoraConfig>,
+    /// Directory of the base weights.
+    pub base_dir: PathBuf,
+}
+
+/// Reads a safetensors file into canonical names (see [`canonical_name`]).
+pub fn load_weights(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let raw = candle_core::safetensors::load(path, device).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("cannot read safetensors: {e}"),
+    })?;
+    let mut out = HashMap::with_capacity(raw.len());
+    for (key, tensor) in raw {
+        if let Some(name) = canonical_name(&key) {
+            out.insert(name, tensor);
+        }
+    }
+    Ok(out)
+}
+
+/// Maps a checkpoint key to attune's names (HF `BertForSequenceClassification` names), or
+/// `None` for buffers the model does not use (`position_ids`).
+pub fn canonical_name(key: &str) -> Option<String> {
+    if key.ends_with("position_ids") {
+        return None;
+    }
+    let key = key.strip_prefix(PEFT_PREFIX).unwrap_or(key);
+    let key = key.strip_prefix("model.").unwrap_or(key);
+    let mut name = if key.starts_with("bert.") || key.starts_with("classifier.") {
+        key.to_string()
+    } else if ["embeddings.", "encoder.", "pooler."]
+        .iter()
+        .any(|p| key.starts_with(p))
+    {
+        format!("bert.{key}")
+    } else {
+        key.to_string()
+    };
+    if name.contains("LayerNorm.") {
+        if let Some(stem) = name.strip_suffix(".gamma") {
+            name = format!("{stem}.weight");
+        } else if let Some(stem) = name.strip_suffix(".beta") {
+            name = format!("{stem}.bias");
+        }
+    }
+    Some(name)
+}
+
+fn weights_path(dir: &Path) -> Result<PathBuf> {
+    let st = dir.join(WEIGHTS_FILE);
+    if st.is_file() {
+        return Ok(st);
+    }
+    if dir.join("pytorch_model.bin").is_file() {
+        return Err(Error::ModelDir {
+            path: dir.to_path_buf(),
+            message: "only pytorch_model.bin found; convert it to model.safetensors first, e.g. \
+                      `python tools/convert_to_safetensors.py DIR`"
+                .into(),
+        });
+    }
+    Err(Error::ModelDir {
+        path: dir.to_path_buf(),
+        message: "no model.safetensors (is this a model directory?)".into(),
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// Loads a classifier from `dir`: a base HF BERT directory, a full fine-tune, or a LoRA run
+/// (a directory with `adapter_config.json`, whose base model path it names).
+pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    if !dir.is_dir() {
+        return Err(Error::ModelDir {
+            path: dir.to_path_buf(),
+            message: "model directory does not exist".into(),
+        });
+    }
+    let config_path = dir.join(CONFIG_FILE);
+    if !config_path.is_file() {
+        return Err(Error::ModelDir {
+            path: dir.to_path_buf(),
+            message: "no config.json (is this a model directory?)".into(),
+        });
+    }
+    let mut config = BertConfig::from_file(&config_path)?;
+    let adapter_path = dir.join(ADAPTER_CONFIG_FILE);
+    let saved_lora = if adapter_path.is_file() {
+        let cfg: LoraConfig = read_json(&adapter_path)?;
+        cfg.validate().map_err(|message| Error::UnsupportedConfig {
+            path: adapter_path.clone(),
+            message,
+        })?;
+        Some(cfg)
+    } else {
+        None
+    };
+    let (base_dir, mut tensors) = match &saved_lora {
+        Some(lora) => {
+            let base = lora
+                .base_model_name_or_path
+                .as_deref()
+                .ok_or_else(|| Error::ModelDir {
+                    path: adapter_path.clone(),
+                    message: "adapter_config.json has no base_model_name_or_path".into(),
+                })?;
+            let base = resolve_relative(dir, base);
+            let mut tensors = load_weights(&weights_path(&base)?, &opts.device)?;
+            let adapter_file = dir.join(ADAPTER_WEIGHTS_FILE);
+            if !adapter_file.is_file() {
+                return Err(Error::ModelDir {
+                    path: dir.to_path_buf(),
+                    message: format!("{ADAPTER_WEIGHTS_FILE} is missing"),
+                });
+            }
+            tensors.extend(load_weights(&adapter_file, &opts.device)?);
+            (base, tensors)
+        }
+        None => (
+            dir.to_path_buf(),
+            load_weights(&weights_path(dir)?, &opts.device)?,
+        ),
+    };
+    let tokenizer = TextTokenizer::from_dir(dir)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(Error::UnsupportedConfig {
+            path: config_path,
+            message: format!(
+                "tokenizer has {} tokens but vocab_size is {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        });
+    }
+    let labels = match (&opts.labels, config.labels()) {
+        (Some(new), _) => {
+            if config.labels().as_deref() != Some(new.as_slice()) {
+                // A new task: the old head (if any) does not fit, start it afresh.
+                tensors.retain(|k, _| !k.starts_with("classifier."));
+            }
+            new.clone()
+        }
+        (None, Some(existing)) => existing,
+        (None, None) => {
+            return Err(Error::ModelDir {
+                path: dir.to_path_buf(),
+                message: "config.json has no id2label: this is a base model, fine-tune it first"
+                    .into(),
+            })
+        }
+    };
+    config.set_labels(&labels);
+    if let Some(pooling) = opts.pooling {
+        config.attune_pooling = Some(pooling);
+    }
+    let (trainable, lora): (TrainablePredicate, Option<LoraConfig>) = match (&opts.mode, saved_lora)
+    {
+        (TrainMode::Frozen, saved) => (std::sync::Arc::new(|_: &str| false), saved),
+        (TrainMode::Full, None) => (std::sync::Arc::new(|_: &str| true), None),
+        (TrainMode::Lora(cfg), None) => {
+            cfg.validate().map_err(Error::InvalidArgument)?;
+            let mut cfg = cfg.clone();
+            cfg.base_model_name_or_path = Some(absolute(&base_dir).display().to_string());
+            (
+                std::sync::Arc::new(|name: &str| {
+                    name.contains(".lora_A.")
+                        || name.contains(".lora_B.")
+                        || name.starts_with("classifier.")
+                }),
+                Some(cfg),
+            )
+        }
+        (_, Some(_)) => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: training on top of a LoRA run is not supported; start from its base model",
+                dir.display()
+            )))
+        }
+    };
+    let params = ParamStore::new(tensors, trainable, opts.seed);
+    let vb = params.var_builder(opts.dtype, &opts.device);
+    let model = BertClassifier::load(vb, &config, labels.len(), lora.as_ref(), &params.rng())
+        .map_err(|e| Error::Weights {
+            path: base_dir.join(WEIGHTS_FILE),
+            message: e.to_string(),
+        })?;
+    Ok(LoadedModel {
+        model,
+        config,
+        tokenizer,
+        labels,
+        params,
+        lora,
+        base_dir,
+    })
+}
+
+fn resolve_relative(dir: &Path, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        dir.join(p)
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+impl LoadedModel {
+    /// Saves the model: HF layout for a full model, PEFT layout (plus `config.json` and
+    /// `tokenizer.json`) for one with adapters.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut config = self.config.clone();
+        config.extra.insert(
+            "architectures".into(),
+            serde_json::json!(["BertForSequenceClassification"]),
+        );
+        if config.problem_type.is_none() {
+            config.problem_type = Some(crate::config::ProblemType::SingleLabelClassification);
+        }
+        write_json(&dir.join(CONFIG_FILE), &config)?;
+        self.tokenizer.save(&dir.join(TOKENIZER_FILE))?;
+        let tensors = self.params.named_tensors();
+        match &self.lora {
+            None => {
+                let path = dir.join(WEIGHTS_FILE);
+                save_safetensors(&path, tensors)
+            }
+            Some(lora) => {
+                write_json(&dir.join(ADAPTER_CONFIG_FILE), lora)?;
+                let adapter: Vec<(String, Tensor)> = tensors
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        k.contains(".lora_A.")
+                            || k.contains(".lora_B.")
+                            || k.starts_with("classifier.")
+                    })
+                    .map(|(k, t)| (format!("{PEFT_PREFIX}{k}"), t))
+                    .collect();
+                save_safetensors(&dir.join(ADAPTER_WEIGHTS_FILE), adapter)
+            }
+        }
+    }
+}
+
+fn save_safetensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    candle_core::safetensors::save(&map, path).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })
+}

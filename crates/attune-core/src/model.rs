@@ -1,0 +1,467 @@
+//! The BERT encoder and its sequence-classification head, top to bottom in the order data
+//! flows: embeddings → self-attention → feed-forward → pooler → classifier.
+//!
+//! Unlike `candle-transformers`' `bert.rs`, dropout really drops (with the run's seeded
+//! generator) and every layer's attention probabilities can be returned, still attached to the
+//! autograd graph, so a loss can be put on them.
+//!
+//! Reference implementation:
+//! <https://github.com/huggingface/transformers/blob/main/src/transformers/models/bert/modeling_bert.py>
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::{BertConfig, HiddenAct, Pooling, ProblemType};
+use crate::lora::{Linear, LoraConfig};
+use crate::ops;
+use crate::params::{Dropout, SharedRng};
+use crate::tokenizer::Batch;
+
+/// Additive mask value for padding keys. HF uses the dtype minimum; any value whose `exp`
+/// underflows to 0 after max-subtraction gives identical probabilities.
+const MASK_VALUE: f64 = -1e9;
+
+/// What a forward pass should compute and keep.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOptions {
+    /// Training mode: dropout active.
+    pub train: bool,
+    /// Keep every layer's attention probabilities `[batch, heads, seq, seq]`.
+    pub output_attentions: bool,
+    /// Keep the embedding output and every layer's output `[batch, seq, hidden]`.
+    pub output_hidden_states: bool,
+    /// HF-style head mask `[layers, heads]`: attention probabilities of head `h` in layer `l` are
+    /// multiplied by `head_mask[l, h]` (0 silences a head).
+    pub head_mask: Option<Tensor>,
+}
+
+impl ForwardOptions {
+    /// Inference with attention maps.
+    pub fn with_attentions() -> Self {
+        Self {
+            output_attentions: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// Everything a forward pass produced.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    /// Classification scores `[batch, num_labels]` (pre-softmax/sigmoid).
+    pub logits: Tensor,
+    /// Last layer's hidden states `[batch, seq, hidden]`.
+    pub last_hidden: Tensor,
+    /// `num_layers + 1` tensors (embeddings first) when requested, else empty.
+    pub hidden_states: Vec<Tensor>,
+    /// One `[batch, heads, seq, seq]` tensor per layer when requested, else empty. Rows are
+    /// query positions, columns key positions; probabilities are taken before attention dropout.
+    pub attentions: Vec<Tensor>,
+}
+
+struct LayerNorm {
+    gamma: Tensor,
+    beta: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder<'_>, dim: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            gamma: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            beta: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        ops::layer_norm(xs, &self.gamma, &self.beta, self.eps).map_err(candle_core::Error::wrap)
+    }
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    layer_norm: LayerNorm,
+    dropout: Dropout,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder<'_>, cfg: &BertConfig, rng: &SharedRng) -> candle_core::Result<Self> {
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: cfg.initializer_range,
+        };
+        Ok(Self {
+            word: vb.pp("word_embeddings").get_with_hints(
+                (cfg.vocab_size, cfg.hidden_size),
+                "weight",
+                init,
+            )?,
+            position: vb.pp("position_embeddings").get_with_hints(
+                (cfg.max_position_embeddings, cfg.hidden_size),
+                "weight",
+                init,
+            )?,
+            token_type: vb.pp("token_type_embeddings").get_with_hints(
+                (cfg.type_vocab_size, cfg.hidden_size),
+                "weight",
+                init,
+            )?,
+            layer_norm: LayerNorm::load(vb.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            dropout: Dropout::new(cfg.hidden_dropout_prob, rng.clone()),
+        })
+    }
+
+    /// Word embeddings alone: the input that gradient-based explanations differentiate against.
+    fn word_embeddings(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, seq) = input_ids.dims2()?;
+        self.word
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((batch, seq, ()))
+    }
+
+    fn forward(
+        &self,
+        word_embeds: &Tensor,
+        token_type_ids: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, seq, hidden) = word_embeds.dims3()?;
+        let positions = self.position.narrow(0, 0, seq)?;
+        let types = self
+            .token_type
+            .index_select(&token_type_ids.flatten_all()?, 0)?
+            .reshape((batch, seq, hidden))?;
+        let xs = word_embeds.broadcast_add(&positions)?.add(&types)?;
+        let xs = self.layer_norm.forward(&xs)?;
+        self.dropout.forward(&xs, train)
+    }
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    dropout: Dropout,
+}
+
+impl SelfAttention {
+    fn load(
+        vb: VarBuilder<'_>,
+        cfg: &BertConfig,
+        lora: Option<&LoraConfig>,
+        rng: &SharedRng,
+    ) -> candle_core::Result<Self> {
+        let h = cfg.hidden_size;
+        let std = cfg.initializer_range;
+        Ok(Self {
+            query: Linear::load(vb.pp("query"), h, h, std, lora, rng)?,
+            key: Linear::load(vb.pp("key"), h, h, std, lora, rng)?,
+            value: Linear::load(vb.pp("value"), h, h, std, lora, rng)?,
+            num_heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            dropout: Dropout::new(cfg.attention_probs_dropout_prob, rng.clone()),
+        })
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, heads, seq, head_dim]`.
+    fn split_heads(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, seq, _) = xs.dims3()?;
+        xs.reshape((batch, seq, self.num_heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    /// Returns the context `[batch, seq, hidden]` and the attention probabilities.
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: &Tensor,
+        head_mask: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (batch, seq, hidden) = xs.dims3()?;
+        let q = self.split_heads(&self.query.forward(xs, train)?)?;
+        let k = self.split_heads(&self.key.forward(xs, train)?)?;
+        let v = self.split_heads(&self.value.forward(xs, train)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let probs = ops::softmax_last_dim(&scores).map_err(candle_core::Error::wrap)?;
+        let mut weights = self.dropout.forward(&probs, train)?;
+        if let Some(head_mask) = head_mask {
+            weights = weights.broadcast_mul(&head_mask.reshape((1, self.num_heads, 1, 1))?)?;
+        }
+        let context = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))?;
+        Ok((context, probs))
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+    activation: HiddenAct,
+    dropout: Dropout,
+}
+
+impl Layer {
+    fn load(
+        vb: VarBuilder<'_>,
+        cfg: &BertConfig,
+        lora: Option<&LoraConfig>,
+        rng: &SharedRng,
+    ) -> candle_core::Result<Self> {
+        let (h, i, std) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.initializer_range,
+        );
+        let eps = cfg.layer_norm_eps;
+        Ok(Self {
+            attention: SelfAttention::load(vb.pp("attention").pp("self"), cfg, lora, rng)?,
+            attention_output: Linear::load(vb.pp("attention.output.dense"), h, h, std, lora, rng)?,
+            attention_norm: LayerNorm::load(vb.pp("attention.output.LayerNorm"), h, eps)?,
+            intermediate: Linear::load(vb.pp("intermediate.dense"), h, i, std, lora, rng)?,
+            output: Linear::load(vb.pp("output.dense"), i, h, std, lora, rng)?,
+            output_norm: LayerNorm::load(vb.pp("output.LayerNorm"), h, eps)?,
+            activation: cfg.hidden_act,
+            dropout: Dropout::new(cfg.hidden_dropout_prob, rng.clone()),
+        })
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: &Tensor,
+        head_mask: Option<&Tensor>,
+        train: bool,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (context, probs) = self.attention.forward(xs, mask, head_mask, train)?;
+        let attended = self
+            .dropout
+            .forward(&self.attention_output.forward(&context, train)?, train)?;
+        let xs = self.attention_norm.forward(&(attended + xs)?)?;
+        let inner = self.intermediate.forward(&xs, train)?;
+        let inner = match self.activation {
+            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::GeluApprox => inner.gelu()?,
+            HiddenAct::Relu => inner.relu()?,
+        };
+        let out = self
+            .dropout
+            .forward(&self.output.forward(&inner, train)?, train)?;
+        Ok((self.output_norm.forward(&(out + xs)?)?, probs))
+    }
+
+    fn linears_mut(&mut self) -> [&mut Linear; 6] {
+        [
+            &mut self.attention.query,
+            &mut self.attention.key,
+            &mut self.attention.value,
+            &mut self.attention_output,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+}
+
+/// A BERT encoder with a sequence-classification head (HF `BertForSequenceClassification`, plus
+/// optional mean pooling).
+pub struct BertClassifier {
+    config: BertConfig,
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+    classifier: Linear,
+    classifier_dropout: Dropout,
+    num_labels: usize,
+    device: Device,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for BertClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BertClassifier")
+            .field("layers", &self.layers.len())
+            .field("hidden_size", &self.config.hidden_size)
+            .field("num_labels", &self.num_labels)
+            .finish()
+    }
+}
+
+impl BertClassifier {
+    /// Builds the model from `vb`, whose root holds `bert.*` and `classifier.*`.
+    pub fn load(
+        vb: VarBuilder<'_>,
+        config: &BertConfig,
+        num_labels: usize,
+        lora: Option<&LoraConfig>,
+        rng: &SharedRng,
+    ) -> candle_core::Result<Self> {
+        if num_labels == 0 {
+            candle_core::bail!("a classifier needs at least one label");
+        }
+        let bert = vb.pp("bert");
+        let embeddings = Embeddings::load(bert.pp("embeddings"), config, rng)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(bert.pp(format!("encoder.layer.{i}")), config, lora, rng))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let h = config.hidden_size;
+        let std = config.initializer_range;
+        let pooler = match config.pooling() {
+            Pooling::Cls => Some(Linear::load(bert.pp("pooler.dense"), h, h, std, lora, rng)?),
+            Pooling::Mean => None,
+        };
+        let classifier = Linear::load(vb.pp("classifier"), h, num_labels, std, None, rng)?;
+        Ok(Self {
+            config: config.clone(),
+            embeddings,
+            layers,
+            pooler,
+            classifier,
+            classifier_dropout: Dropout::new(config.classifier_dropout_prob(), rng.clone()),
+            num_labels,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Number of output classes.
+    pub fn num_labels(&self) -> usize {
+        self.num_labels
+    }
+
+    /// Device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Word embeddings `[batch, seq, hidden]` of `input_ids`, before positions and segments are
+    /// added: gradient saliency differentiates the output with respect to these.
+    pub fn word_embeddings(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.embeddings.word_embeddings(input_ids)
+    }
+
+    /// Runs a tokenised batch.
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        opts: &ForwardOptions,
+    ) -> candle_core::Result<ModelOutput> {
+        let embeds = self.word_embeddings(&batch.input_ids)?;
+        self.forward_embeds(&embeds, &batch.token_type_ids, &batch.attention_mask, opts)
+    }
+
+    /// Runs from word embeddings (see [`Self::word_embeddings`]); `attention_mask` is `[batch,
+    /// seq]` with 1 for real tokens and 0 for padding.
+    pub fn forward_embeds(
+        &self,
+        word_embeds: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+        opts: &ForwardOptions,
+    ) -> candle_core::Result<ModelOutput> {
+        let (batch, seq, _) = word_embeds.dims3()?;
+        if seq > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {seq} tokens exceeds max_position_embeddings {}",
+                self.config.max_position_embeddings
+            );
+        }
+        let mask_f = attention_mask.to_dtype(self.dtype)?;
+        let additive = ((1.0 - &mask_f)? * MASK_VALUE)?.reshape((batch, 1, 1, seq))?;
+        let mut xs = self
+            .embeddings
+            .forward(word_embeds, token_type_ids, opts.train)?;
+        let mut hidden_states = Vec::new();
+        let mut attentions = Vec::new();
+        if opts.output_hidden_states {
+            hidden_states.push(xs.clone());
+        }
+        for (index, layer) in self.layers.iter().enumerate() {
+            let _span = tracing::trace_span!("layer", index).entered();
+            let head_mask = match &opts.head_mask {
+                Some(m) => Some(m.get(index)?.to_dtype(self.dtype)?),
+                None => None,
+            };
+            let (next, probs) = layer.forward(&xs, &additive, head_mask.as_ref(), opts.train)?;
+            xs = next;
+            if opts.output_hidden_states {
+                hidden_states.push(xs.clone());
+            }
+            if opts.output_attentions {
+                attentions.push(probs);
+            }
+        }
+        let pooled = match &self.pooler {
+            Some(pooler) => pooler
+                .forward(&xs.narrow(1, 0, 1)?.squeeze(1)?, opts.train)?
+                .tanh()?,
+            None => {
+                let weights = mask_f.unsqueeze(2)?;
+                let summed = xs.broadcast_mul(&weights)?.sum(1)?;
+                let counts = weights.sum(1)?.clamp(1.0, f64::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+        };
+        let pooled = self.classifier_dropout.forward(&pooled, opts.train)?;
+        let logits = self.classifier.forward(&pooled, opts.train)?;
+        Ok(ModelOutput {
+            logits,
+            last_hidden: xs,
+            hidden_states,
+            attentions,
+        })
+    }
+
+    /// Probabilities from logits: softmax for single-label, sigmoid for multi-label models.
+    pub fn probabilities(&self, logits: &Tensor) -> candle_core::Result<Tensor> {
+        match self.config.problem_type.unwrap_or_default() {
+            ProblemType::SingleLabelClassification => candle_nn::ops::softmax(logits, D::Minus1),
+            ProblemType::MultiLabelClassification => candle_nn::ops::sigmoid(logits),
+        }
+    }
+
+    /// Folds every LoRA adapter into its base weight.
+    pub fn merge_lora(&mut self) -> candle_core::Result<()> {
+        for layer in &mut self.layers {
+            for linear in layer.linears_mut() {
+                linear.merge()?;
+            }
+        }
+        if let Some(pooler) = &mut self.pooler {
+            pooler.merge()?;
+        }
+        Ok(())
+    }
+
+    /// Whether any layer still carries an unmerged adapter.
+    pub fn has_unmerged_lora(&self) -> bool {
+        self.layers.iter().any(|l| {
+            [
+                &l.attention.query,
+                &l.attention.key,
+                &l.attention.value,
+                &l.attention_output,
+                &l.intermediate,
+                &l.output,
+            ]
+            .iter()
+            .any(|lin| lin.has_adapter())
+        }) || self.pooler.as_ref().is_some_and(Linear::has_adapter)
+    }
+}

@@ -1,0 +1,363 @@
+//! Fused CPU kernels with their own backward passes.
+//!
+//! candle 0.11's `candle_nn::ops::layer_norm` and `softmax_last_dim` are custom ops *without*
+//! backward: gradients silently stop at them and only the classifier head trains. The composed
+//! versions (`layer_norm_slow`, `softmax`) are differentiable but run several passes over memory
+//! and allocate a tensor per step. The ops here compute the forward pass in one pass per row and
+//! define `bwd` with a second fused kernel, so the encoder is both trainable and fast. On devices
+//! other than the CPU (the `cuda` feature) they fall back to the composed, differentiable ops.
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// Below this many elements per row chunk, rayon's scheduling costs more than it saves.
+const MIN_ROWS_PER_TASK: usize = 16;
+
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(data) => data,
+        _ => candle_core::bail!("{op}: only f32 is supported on the fused CPU path"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+fn use_fused(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+/// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    if !use_fused(xs) {
+        return Ok(candle_nn::ops::layer_norm_slow(
+            xs, gamma, beta, eps as f32,
+        )?);
+    }
+    let xs = xs.contiguous()?;
+    Ok(xs.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        LayerNormOp { eps: eps as f32 },
+    )?)
+}
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+/// Mean and reciprocal standard deviation of one row, computed in f64 for stability: rows are
+/// short (hidden size) so the extra precision is free.
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f64;
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "attune-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let gamma = contiguous_f32(s2, l2, self.name())?;
+        let beta = contiguous_f32(s3, l3, self.name())?;
+        let dim = l1.dims()[l1.dims().len() - 1];
+        if gamma.len() != dim || beta.len() != dim {
+            candle_core::bail!(
+                "layer-norm: gamma/beta have {} values for rows of {dim}",
+                gamma.len()
+            );
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(dim)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(xs.par_chunks(dim))
+            .for_each(|(dst, row)| {
+                let (mean, rstd) = row_stats(row, self.eps);
+                for i in 0..dim {
+                    dst[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dim = xs.dim(D::Minus1)?;
+        let rows = xs.elem_count() / dim;
+        let packed = xs.apply_op3_no_bwd(
+            gamma,
+            &grad.contiguous()?,
+            &LayerNormBwdOp { eps: self.eps },
+        )?;
+        let dx = packed.narrow(0, 0, rows)?.reshape(xs.shape())?;
+        let dgamma = packed.narrow(0, rows, 1)?.reshape(gamma.shape())?;
+        let dbeta = packed.narrow(0, rows + 1, 1)?.reshape(gamma.shape())?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Backward of [`LayerNormOp`]. A custom op yields one tensor, so it returns `[rows + 2, dim]`:
+/// the input gradient followed by the gamma and beta gradients.
+struct LayerNormBwdOp {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBwdOp {
+    fn name(&self) -> &'static str {
+        "attune-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let gamma = contiguous_f32(s2, l2, self.name())?;
+        let grad = contiguous_f32(s3, l3, self.name())?;
+        let dim = gamma.len();
+        let rows = xs.len() / dim;
+        let mut out = vec![0f32; (rows + 2) * dim];
+        let (dx, param_grads) = out.split_at_mut(rows * dim);
+        // Per-chunk partial sums of dgamma/dbeta, reduced afterwards: keeps the row loop parallel.
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(dim * MIN_ROWS_PER_TASK)
+            .zip(xs.par_chunks(dim * MIN_ROWS_PER_TASK))
+            .zip(grad.par_chunks(dim * MIN_ROWS_PER_TASK))
+            .map(|((dx_chunk, x_chunk), g_chunk)| {
+                let mut acc = vec![0f32; 2 * dim];
+                for ((dst, row), g) in dx_chunk
+                    .chunks_mut(dim)
+                    .zip(x_chunk.chunks(dim))
+                    .zip(g_chunk.chunks(dim))
+                {
+                    let (mean, rstd) = row_stats(row, self.eps);
+                    let mut mean_dy = 0f32;
+                    let mut mean_dy_xhat = 0f32;
+                    for i in 0..dim {
+                        let xhat = (row[i] - mean) * rstd;
+                        let dy = g[i] * gamma[i];
+                        mean_dy += dy;
+                        mean_dy_xhat += dy * xhat;
+                        acc[i] += g[i] * xhat;
+                        acc[dim + i] += g[i];
+                    }
+                    mean_dy /= dim as f32;
+                    mean_dy_xhat /= dim as f32;
+                    for i in 0..dim {
+                        let xhat = (row[i] - mean) * rstd;
+                        dst[i] = rstd * (g[i] * gamma[i] - mean_dy - xhat * mean_dy_xhat);
+                    }
+                }
+                acc
+            })
+            .collect();
+        for acc in partials {
+            for (dst, v) in param_grads.iter_mut().zip(acc) {
+                *dst += v;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows + 2, dim))))
+    }
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if !use_fused(xs) {
+        return Ok(candle_nn::ops::softmax(xs, D::Minus1)?);
+    }
+    Ok(xs.contiguous()?.apply_op1(SoftmaxOp)?)
+}
+
+struct SoftmaxOp;
+
+impl CustomOp1 for SoftmaxOp {
+    fn name(&self) -> &'static str {
+        "attune-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(storage, layout, self.name())?;
+        let dim = layout.dims()[layout.dims().len() - 1];
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(dim)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(xs.par_chunks(dim))
+            .for_each(|(dst, row)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d = (v - max).exp();
+                    sum += *d;
+                }
+                let inv = 1.0 / sum;
+                dst.iter_mut().for_each(|d| *d *= inv);
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwdOp)?,
+        ))
+    }
+}
+
+/// `dx = y * (dy - sum(dy * y))` row by row, with `y` the softmax output.
+struct SoftmaxBwdOp;
+
+impl CustomOp2 for SoftmaxBwdOp {
+    fn name(&self) -> &'static str {
+        "attune-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ys = contiguous_f32(s1, l1, self.name())?;
+        let grad = contiguous_f32(s2, l2, self.name())?;
+        let dim = l1.dims()[l1.dims().len() - 1];
+        let mut out = vec![0f32; ys.len()];
+        out.par_chunks_mut(dim)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(ys.par_chunks(dim))
+            .zip(grad.par_chunks(dim))
+            .for_each(|((dst, y), g)| {
+                let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+                for i in 0..dim {
+                    dst[i] = y[i] * (g[i] - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let rng = crate::params::SharedRng::new(seed);
+        let n = shape.iter().product();
+        Tensor::from_vec(rng.normal(n, 0.3, 1.5), shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    /// The fused kernels must agree with candle's composed (differentiable) ops, forward and
+    /// backward, for every input.
+    #[test]
+    fn fused_layer_norm_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[3, 5, 24], 1)).unwrap();
+        let gamma = Var::from_tensor(&random(&[24], 2)).unwrap();
+        let beta = Var::from_tensor(&random(&[24], 3)).unwrap();
+        let upstream = random(&[3, 5, 24], 4);
+        let fused = layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-12).unwrap();
+        let composed = candle_nn::ops::layer_norm_slow(
+            x.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+            1e-12,
+        )
+        .unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-5);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-4, "{name} gradient differs by {d}");
+        }
+    }
+
+    #[test]
+    fn fused_softmax_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[2, 3, 7, 7], 5)).unwrap();
+        let upstream = random(&[2, 3, 7, 7], 6);
+        let fused = softmax_last_dim(x.as_tensor()).unwrap();
+        let composed = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-6);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let d = max_diff(
+            gf.get(x.as_tensor()).unwrap(),
+            gc.get(x.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-5, "softmax gradient differs by {d}");
+    }
+}
