@@ -107,3 +107,26 @@ pub const TOY_SENTENCES: &[&str] = &[
     "this film is not fun and the plot was boring , really boring",
     "great acting !",
 ];
+
+/// The real all-MiniLM-L6-v2 directory that `scripts/setup-model` installs. Tests that need it
+/// call this and fail with instructions when it is missing (CI runs the setup first).
+pub fn real_model_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "this test needs the real model: run ./scripts/setup-model (looked in {})",
+        dir.display()
+    );
+    dir
+}
+
+/// `../shared/data` beside the repository, where the read-only datasets live.
+pub fn shared_data_dir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(
+        dir.is_dir(),
+        "this test needs the shared datasets in {}",
+        dir.display()
+    );
+    dir
+}
