@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod infer;
 pub mod lora;
 pub mod model;
 pub mod ops;

@@ -153,12 +153,24 @@ impl TextTokenizer {
 
     /// Pads encodings to the longest one and stacks them into tensors.
     pub fn collate(&self, encodings: Vec<Encoding>, device: &Device) -> Result<Batch> {
+        self.collate_padded(encodings, 1, device)
+    }
+
+    /// Like [`Self::collate`], padding to at least `min_seq` tokens (fixed shapes for
+    /// benchmarks that must match a reference padded to `max_length`).
+    pub fn collate_padded(
+        &self,
+        encodings: Vec<Encoding>,
+        min_seq: usize,
+        device: &Device,
+    ) -> Result<Batch> {
         let batch = encodings.len();
         let seq = encodings
             .iter()
             .map(Encoding::len)
             .max()
             .unwrap_or(0)
+            .max(min_seq)
             .max(1);
         let mut ids = vec![self.pad_id; batch * seq];
         let mut mask = vec![0u32; batch * seq];

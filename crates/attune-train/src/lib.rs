@@ -2,4 +2,8 @@
 //! AdamW with warmup/decay schedules, evaluation metrics and self-describing run directories.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod data;
+pub mod metrics;
+pub mod optim;
+pub mod trainer;

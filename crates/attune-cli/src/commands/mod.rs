@@ -1,0 +1,73 @@
+//! One module per command.
+mod bench;
+mod eval;
+mod predict;
+mod train;
+
+use std::path::Path;
+
+use anyhow::Context;
+use attune_train::data::{Preprocess, ReadOptions};
+
+use crate::cli::{Command, DataArgs};
+
+/// Dispatches a parsed command.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn read_options(args: &DataArgs) -> ReadOptions {
+    ReadOptions {
+        text_column: args.text_column.clone(),
+        label_column: args.label_column.clone(),
+        limit: args.limit,
+        skip_bad_rows: args.skip_bad_rows,
+        preprocess: Preprocess {
+            lowercase: args.lowercase,
+            remove_stop_words: args.remove_stop_words,
+        },
+    }
+}
+
+/// Reads a dataset and reports any skipped rows on stderr.
+fn read_dataset(path: &Path, args: &DataArgs) -> anyhow::Result<attune_train::data::Dataset> {
+    let ds = attune_train::data::read_dataset(path, &read_options(args))?;
+    if !ds.skipped.is_empty() {
+        eprintln!(
+            "{}: skipped {} bad rows; first: {}",
+            path.display(),
+            ds.skipped.len(),
+            ds.skipped[0]
+        );
+    }
+    Ok(ds)
+}
+
+/// The max length a run was trained with (`train_config.json`), else 128.
+fn trained_max_len(run_dir: &Path) -> anyhow::Result<usize> {
+    let path = run_dir.join("train_config.json");
+    if !path.is_file() {
+        return Ok(128);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    Ok(value
+        .get("max_len")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(128) as usize)
+}
+
+/// Loads a trained model for inference, merging LoRA adapters for base-model speed.
+fn load_trained(dir: &Path) -> anyhow::Result<attune_core::checkpoint::LoadedModel> {
+    let mut model = attune_core::checkpoint::load(dir, &Default::default())?;
+    if model.model.has_unmerged_lora() {
+        model.model.merge_lora()?;
+    }
+    Ok(model)
+}

@@ -1,0 +1,143 @@
+//! `attune train`.
+use anyhow::Context;
+use attune_core::checkpoint::{self, LoadOptions, TrainMode};
+use attune_core::config::Pooling;
+use attune_core::lora::LoraConfig;
+use attune_train::data::{label_ids, label_set, stratified_split, Dataset};
+use attune_train::trainer::{self, ClassWeights, LabelledTexts, TrainConfig};
+
+use crate::cli::{PoolingArg, TrainArgs};
+use crate::progress::Bars;
+
+fn labelled(ds: &Dataset, labels: &[String]) -> anyhow::Result<LabelledTexts> {
+    Ok(LabelledTexts {
+        texts: ds.examples.iter().map(|e| e.text.clone()).collect(),
+        labels: label_ids(ds, labels)?,
+    })
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        max_len: args.max_len,
+        warmup_ratio: args.warmup_ratio,
+        weight_decay: args.weight_decay,
+        max_grad_norm: args.max_grad_norm,
+        seed: args.seed,
+        patience: args.patience,
+        eval_every: args.eval_every,
+        class_weights: if args.balanced_class_weights {
+            ClassWeights::Balanced
+        } else {
+            ClassWeights::None
+        },
+        metric: args.metric.clone(),
+        length_bucketing: !args.no_bucketing,
+    };
+    cfg.validate()?;
+    if !(0.0..1.0).contains(&args.dev_fraction) || args.dev_fraction == 0.0 {
+        anyhow::bail!(
+            "--dev-fraction must be in (0, 1), got {}",
+            args.dev_fraction
+        );
+    }
+    let train_ds = super::read_dataset(&args.train, &args.data)?;
+    let (train_ds, dev_ds) = match &args.dev {
+        Some(dev) => (train_ds, super::read_dataset(dev, &args.data)?),
+        None => {
+            let (train, dev) = stratified_split(train_ds.examples, args.dev_fraction, args.seed);
+            let path = train_ds.path.clone();
+            (
+                Dataset {
+                    examples: train,
+                    skipped: vec![],
+                    path: path.clone(),
+                },
+                Dataset {
+                    examples: dev,
+                    skipped: vec![],
+                    path,
+                },
+            )
+        }
+    };
+    let labels = label_set(&train_ds.examples);
+    if labels.len() < 2 {
+        anyhow::bail!(
+            "{}: needs at least two distinct labels, found {:?}",
+            args.train.display(),
+            labels
+        );
+    }
+    let train = labelled(&train_ds, &labels)?;
+    let dev = labelled(&dev_ds, &labels)?;
+    let mode = if args.lora {
+        TrainMode::Lora(LoraConfig::new(
+            args.lora_r,
+            args.lora_alpha,
+            args.lora_dropout,
+            args.lora_targets.clone(),
+        ))
+    } else {
+        TrainMode::Full
+    };
+    let opts = LoadOptions {
+        labels: Some(labels.clone()),
+        mode,
+        seed: args.seed,
+        pooling: Some(match args.pooling {
+            PoolingArg::Cls => Pooling::Cls,
+            PoolingArg::Mean => Pooling::Mean,
+        }),
+        ..LoadOptions::default()
+    };
+    let model = checkpoint::load(&args.model, &opts)?;
+    let trainable: usize = model
+        .params
+        .trainable_vars()
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
+    eprintln!(
+        "training {} on {} examples ({} dev), {} labels, {} trainable parameters{}",
+        args.model.display(),
+        train.texts.len(),
+        dev.texts.len(),
+        labels.len(),
+        trainable,
+        if args.lora { " (LoRA)" } else { "" }
+    );
+    let extra = serde_json::json!({
+        "base_model": args.model,
+        "train_file": args.train,
+        "dev_file": args.dev,
+        "dev_fraction": if args.dev.is_none() { Some(args.dev_fraction) } else { None },
+        "limit": args.data.limit,
+        "lora": model.lora,
+        "pooling": format!("{:?}", args.pooling).to_lowercase(),
+        "text_column": args.data.text_column,
+        "label_column": args.data.label_column,
+        "lowercase": args.data.lowercase,
+        "remove_stop_words": args.data.remove_stop_words,
+    });
+    let mut bars = Bars::new();
+    let summary = trainer::train(&model, &train, &dev, &cfg, &args.out, extra, &mut bars)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    bars.finish();
+    println!("{}", summary.best.table());
+    println!(
+        "\nkept checkpoint of step {} of {}{}; {:.1} sentences/s; run directory {}",
+        summary.best_step,
+        summary.steps,
+        if summary.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        summary.sentences_per_s,
+        args.out.display()
+    );
+    Ok(())
+}
