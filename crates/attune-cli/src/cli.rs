@@ -37,7 +37,7 @@ pub struct DataArgs {
     /// Column with the label; guessed from label/category/... if absent.
     #[arg(long)]
     pub label_column: Option<String>,
-    /// Use only the first N rows of each file.
+    /// Use only the first N rows (of the training file, for `train`).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Skip malformed rows (they are counted and reported) instead of stopping.

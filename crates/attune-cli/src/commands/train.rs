@@ -6,7 +6,7 @@ use attune_core::lora::LoraConfig;
 use attune_train::data::{label_ids, label_set, stratified_split, Dataset};
 use attune_train::trainer::{self, ClassWeights, LabelledTexts, TrainConfig};
 
-use crate::cli::{PoolingArg, TrainArgs};
+use crate::cli::{DataArgs, PoolingArg, TrainArgs};
 use crate::progress::Bars;
 
 fn labelled(ds: &Dataset, labels: &[String]) -> anyhow::Result<LabelledTexts> {
@@ -45,7 +45,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let train_ds = super::read_dataset(&args.train, &args.data)?;
     let (train_ds, dev_ds) = match &args.dev {
-        Some(dev) => (train_ds, super::read_dataset(dev, &args.data)?),
+        // --limit caps the training rows; the dev set is always read whole.
+        Some(dev) => {
+            let dev_args = DataArgs { limit: None, ..args.data.clone() };
+            (train_ds, super::read_dataset(dev, &dev_args)?)
+        }
         None => {
             let (train, dev) = stratified_split(train_ds.examples, args.dev_fraction, args.seed);
             let path = train_ds.path.clone();
