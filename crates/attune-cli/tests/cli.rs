@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 use attune_test::write_tiny_model;
 
 fn attune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attune")).args(args).output().expect("run attune")
+    Command::new(env!("CARGO_BIN_EXE_attune"))
+        .args(args)
+        .output()
+        .expect("run attune")
 }
 
 fn stderr(o: &Output) -> String {
@@ -17,11 +20,25 @@ fn stderr(o: &Output) -> String {
 fn write_toy_dataset(path: &Path) {
     let pos = ["good", "great", "fun"];
     let neg = ["bad", "awful", "boring"];
-    let frames = ["the movie was very {}", "this film is {}", "{} acting", "really {} plot", "it was so {} !", "the plot is {} and the acting is {}"];
+    let frames = [
+        "the movie was very {}",
+        "this film is {}",
+        "{} acting",
+        "really {} plot",
+        "it was so {} !",
+        "the plot is {} and the acting is {}",
+    ];
     let mut rows = vec!["sentence\tlabel".to_string()];
     for i in 0..32 {
-        let (word, label) = if i % 2 == 0 { (pos[i % 3], "pos") } else { (neg[i % 3], "neg") };
-        rows.push(format!("{}\t{label}", frames[i % frames.len()].replace("{}", word)));
+        let (word, label) = if i % 2 == 0 {
+            (pos[i % 3], "pos")
+        } else {
+            (neg[i % 3], "neg")
+        };
+        rows.push(format!(
+            "{}\t{label}",
+            frames[i % frames.len()].replace("{}", word)
+        ));
     }
     std::fs::write(path, rows.join("\n") + "\n").unwrap();
 }
@@ -35,16 +52,49 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
     write_toy_dataset(&data);
     let run = dir.path().join("run");
     let o = attune(&[
-        "train", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap(), "--dev", data.to_str().unwrap(),
-        "--out", run.to_str().unwrap(), "--epochs", "40", "--batch-size", "8", "--lr", "3e-3", "--warmup-ratio", "0.05",
-        "--max-len", "16", "--seed", "3",
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        data.to_str().unwrap(),
+        "--dev",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup-ratio",
+        "0.05",
+        "--max-len",
+        "16",
+        "--seed",
+        "3",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for file in ["config.json", "model.safetensors", "tokenizer.json", "train_config.json", "metrics.jsonl", "evals.jsonl", "eval.json", "training_curves.png", "confusion_matrix.png"] {
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_config.json",
+        "metrics.jsonl",
+        "evals.jsonl",
+        "eval.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+    ] {
         assert!(run.join(file).is_file(), "run directory lacks {file}");
     }
-    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
-    assert_eq!(eval["accuracy"].as_f64().unwrap(), 1.0, "training accuracy must reach 100 %: {eval}");
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(
+        eval["accuracy"].as_f64().unwrap(),
+        1.0,
+        "training accuracy must reach 100 %: {eval}"
+    );
     let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(steps.lines().next().unwrap()).unwrap();
     for key in ["step", "loss", "lr", "sentences_per_s", "grad_norm"] {
@@ -52,14 +102,29 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
     }
     assert_eq!(steps.lines().count(), 40 * 4);
 
-    let o = attune(&["eval", "--model", run.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    let o = attune(&[
+        "eval",
+        "--model",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("accuracy 1.0000"));
     assert!(run.join("eval-toy/eval.json").is_file());
 
-    let o = attune(&["predict", "--model", run.to_str().unwrap(), "the movie was very good", "awful acting"]);
+    let o = attune(&[
+        "predict",
+        "--model",
+        run.to_str().unwrap(),
+        "the movie was very good",
+        "awful acting",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], "the movie was very good");
     assert_eq!(lines[0]["label"], "pos");
@@ -70,17 +135,46 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
     assert!((lines[0]["score"].as_f64().unwrap() - p["pos"].as_f64().unwrap()).abs() < 1e-9);
 
     // stdin, in order, across chunk boundaries.
-    let texts: Vec<String> = (0..7).map(|i| if i % 2 == 0 { format!("{} good", "the ".repeat(i)) } else { "boring".into() }).collect();
+    let texts: Vec<String> = (0..7)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("{} good", "the ".repeat(i))
+            } else {
+                "boring".into()
+            }
+        })
+        .collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(["predict", "--model", run.to_str().unwrap(), "--chunk", "3", "--batch-size", "2"])
+        .args([
+            "predict",
+            "--model",
+            run.to_str().unwrap(),
+            "--chunk",
+            "3",
+            "--batch-size",
+            "2",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all((texts.join("\n") + "\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all((texts.join("\n") + "\n").as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(got.iter().map(|v| v["text"].as_str().unwrap().to_string()).collect::<Vec<_>>(), texts);
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        got.iter()
+            .map(|v| v["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>(),
+        texts
+    );
 }
 
 #[test]
@@ -92,12 +186,35 @@ fn same_seed_gives_same_metrics() {
     write_toy_dataset(&data);
     let run_once = |name: &str, seed: &str| -> String {
         let run = dir.path().join(name);
-        let o = attune(&["train", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--seed", seed, "--dev-fraction", "0.25"]);
+        let o = attune(&[
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--train",
+            data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-3",
+            "--seed",
+            seed,
+            "--dev-fraction",
+            "0.25",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", v["loss"], v["grad_norm"])
-        }).collect::<Vec<_>>().join("\n")
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{} {}", v["loss"], v["grad_norm"])
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let a = run_once("a", "5");
     let b = run_once("b", "5");
@@ -114,11 +231,33 @@ fn lora_run_saves_peft_layout_and_predicts() {
     let data = dir.path().join("toy.tsv");
     write_toy_dataset(&data);
     let run = dir.path().join("run");
-    let o = attune(&["train", "--model", model.to_str().unwrap(), "--train", data.to_str().unwrap(), "--dev", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--lora", "--lora-r", "4", "--epochs", "2", "--lr", "5e-3"]);
+    let o = attune(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--train",
+        data.to_str().unwrap(),
+        "--dev",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--lora",
+        "--lora-r",
+        "4",
+        "--epochs",
+        "2",
+        "--lr",
+        "5e-3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(run.join("adapter_config.json").is_file() && run.join("adapter_model.safetensors").is_file());
+    assert!(
+        run.join("adapter_config.json").is_file()
+            && run.join("adapter_model.safetensors").is_file()
+    );
     assert!(!run.join("model.safetensors").exists());
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("adapter_config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["r"], 4);
     assert_eq!(cfg["target_modules"], serde_json::json!(["query", "value"]));
     let o = attune(&["predict", "--model", run.to_str().unwrap(), "fun"]);
@@ -137,9 +276,16 @@ fn bad_inputs_are_one_line_errors_naming_the_problem() {
         let r = attune(args);
         assert!(!r.status.success(), "{args:?} should fail");
         let err = stderr(&r);
-        assert!(err.contains(expected), "{args:?}: expected {expected:?} in {err:?}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err:?}"
+        );
         assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line error expected: {err}"
+        );
     };
     let write = |name: &str, content: &[u8]| {
         let p = dir.path().join(name);
@@ -147,29 +293,159 @@ fn bad_inputs_are_one_line_errors_naming_the_problem() {
         p.to_str().unwrap().to_string()
     };
     let missing = dir.path().join("nope.tsv");
-    check(&["train", "--model", m, "--train", missing.to_str().unwrap(), "--out", o], "nope.tsv");
-    check(&["train", "--model", m, "--train", &write("empty.tsv", b""), "--out", o], "empty.tsv: file is empty");
-    check(&["train", "--model", m, "--train", &write("cols.csv", b"body,label\nx,1\n"), "--out", o], "pass --text-column");
-    check(&["train", "--model", m, "--train", &write("ragged.csv", b"text,label\na,1\nb,0,z\n"), "--out", o], "ragged.csv:3: row has 3 fields");
-    check(&["train", "--model", m, "--train", &write("utf.tsv", b"sentence\tlabel\nfine\t1\n\xff\xfe\t0\n"), "--out", o], "utf.tsv:3: invalid UTF-8");
-    let train = write("ok.tsv", b"sentence\tlabel\ngood\tpos\nbad\tneg\nfun\tpos\nawful\tneg\n");
-    check(&["train", "--model", m, "--train", &train, "--dev", &write("dev.tsv", b"sentence\tlabel\ngood\tmeh\n"), "--out", o], "dev.tsv:2: unknown label \"meh\"");
-    check(&["train", "--model", m, "--train", &train, "--text-column", "body", "--out", o], "no column \"body\"");
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            missing.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        "nope.tsv",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &write("empty.tsv", b""),
+            "--out",
+            o,
+        ],
+        "empty.tsv: file is empty",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &write("cols.csv", b"body,label\nx,1\n"),
+            "--out",
+            o,
+        ],
+        "pass --text-column",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &write("ragged.csv", b"text,label\na,1\nb,0,z\n"),
+            "--out",
+            o,
+        ],
+        "ragged.csv:3: row has 3 fields",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &write("utf.tsv", b"sentence\tlabel\nfine\t1\n\xff\xfe\t0\n"),
+            "--out",
+            o,
+        ],
+        "utf.tsv:3: invalid UTF-8",
+    );
+    let train = write(
+        "ok.tsv",
+        b"sentence\tlabel\ngood\tpos\nbad\tneg\nfun\tpos\nawful\tneg\n",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &train,
+            "--dev",
+            &write("dev.tsv", b"sentence\tlabel\ngood\tmeh\n"),
+            "--out",
+            o,
+        ],
+        "dev.tsv:2: unknown label \"meh\"",
+    );
+    check(
+        &[
+            "train",
+            "--model",
+            m,
+            "--train",
+            &train,
+            "--text-column",
+            "body",
+            "--out",
+            o,
+        ],
+        "no column \"body\"",
+    );
     let empty_dir = dir.path().join("empty_model");
     std::fs::create_dir(&empty_dir).unwrap();
     std::fs::copy(model.join("config.json"), empty_dir.join("config.json")).unwrap();
-    check(&["train", "--model", empty_dir.to_str().unwrap(), "--train", &train, "--out", o], "no model.safetensors");
+    check(
+        &[
+            "train",
+            "--model",
+            empty_dir.to_str().unwrap(),
+            "--train",
+            &train,
+            "--out",
+            o,
+        ],
+        "no model.safetensors",
+    );
     let corrupt = dir.path().join("corrupt_model");
     std::fs::create_dir(&corrupt).unwrap();
     for f in ["config.json", "vocab.txt"] {
         std::fs::copy(model.join(f), corrupt.join(f)).unwrap();
     }
     std::fs::write(corrupt.join("model.safetensors"), b"garbage").unwrap();
-    check(&["train", "--model", corrupt.to_str().unwrap(), "--train", &train, "--out", o], "cannot read safetensors");
+    check(
+        &[
+            "train",
+            "--model",
+            corrupt.to_str().unwrap(),
+            "--train",
+            &train,
+            "--out",
+            o,
+        ],
+        "cannot read safetensors",
+    );
     let bad_cfg = dir.path().join("bad_cfg");
     std::fs::create_dir(&bad_cfg).unwrap();
     std::fs::write(bad_cfg.join("config.json"), br#"{"vocab_size": 30, "hidden_size": 10, "num_hidden_layers": 1, "num_attention_heads": 3, "intermediate_size": 8}"#).unwrap();
-    check(&["train", "--model", bad_cfg.to_str().unwrap(), "--train", &train, "--out", o], "not divisible by num_attention_heads 3");
-    check(&["train", "--model", m, "--train", &train, "--out", o, "--epochs", "0"], "--epochs must be at least 1");
-    check(&["predict", "--model", dir.path().join("missing").to_str().unwrap(), "hello"], "does not exist");
+    check(
+        &[
+            "train",
+            "--model",
+            bad_cfg.to_str().unwrap(),
+            "--train",
+            &train,
+            "--out",
+            o,
+        ],
+        "not divisible by num_attention_heads 3",
+    );
+    check(
+        &[
+            "train", "--model", m, "--train", &train, "--out", o, "--epochs", "0",
+        ],
+        "--epochs must be at least 1",
+    );
+    check(
+        &[
+            "predict",
+            "--model",
+            dir.path().join("missing").to_str().unwrap(),
+            "hello",
+        ],
+        "does not exist",
+    );
 }

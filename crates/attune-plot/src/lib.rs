@@ -55,11 +55,32 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    if (hi - lo).abs() < 1e-12 {
-        return (lo - 0.5, hi + 0.5);
-    }
+    // A near-constant series still gets a readable range (5 % of its magnitude).
+    let min_span = (hi.abs().max(lo.abs()) * 0.05).max(1e-9);
+    let (lo, hi) = if hi - lo < min_span {
+        let mid = (hi + lo) / 2.0;
+        (mid - min_span / 2.0, mid + min_span / 2.0)
+    } else {
+        (lo, hi)
+    };
     let pad = (hi - lo) * 0.05;
     (lo - pad, hi + pad)
+}
+
+/// Tick labels: integers without `.0`, tiny or huge values in scientific notation.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.1e}")
+    } else if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else if a < 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// Draws panels side by side (one row) into a PNG.
@@ -92,6 +113,8 @@ pub fn line_panels(path: &Path, panels: &[Panel]) -> Result<(), PlotError> {
             .configure_mesh()
             .x_desc(&panel.x_label)
             .y_desc(&panel.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .draw()
             .map_err(|e| err(path, e))?;
         for (i, s) in panel.series.iter().enumerate() {
@@ -103,7 +126,9 @@ pub fn line_panels(path: &Path, panels: &[Panel]) -> Result<(), PlotError> {
                 ))
                 .map_err(|e| err(path, e))?
                 .label(&s.name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(3))
+                });
             if s.points.len() <= 30 {
                 chart
                     .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
@@ -214,6 +239,14 @@ mod tests {
         std::fs::read(path)
             .map(|b| b.starts_with(b"\x89PNG"))
             .unwrap_or(false)
+    }
+
+    #[test]
+    fn tick_labels_are_readable() {
+        assert_eq!(tick(&50.0), "50");
+        assert_eq!(tick(&2e-5), "2.0e-5");
+        assert_eq!(tick(&0.8245), "0.825");
+        assert_eq!(tick(&0.0), "0");
     }
 
     #[test]

@@ -47,7 +47,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (train_ds, dev_ds) = match &args.dev {
         // --limit caps the training rows; the dev set is always read whole.
         Some(dev) => {
-            let dev_args = DataArgs { limit: None, ..args.data.clone() };
+            let dev_args = DataArgs {
+                limit: None,
+                ..args.data.clone()
+            };
             (train_ds, super::read_dataset(dev, &dev_args)?)
         }
         None => {
