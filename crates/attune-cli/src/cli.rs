@@ -54,7 +54,7 @@ pub struct DataArgs {
 /// Pooling of the classification head.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PoolingArg {
-    /// Pooler over [CLS] (HF BertForSequenceClassification).
+    /// Pooler over the CLS token (HF BertForSequenceClassification).
     Cls,
     /// Mean over tokens.
     Mean,
@@ -87,7 +87,7 @@ pub struct TrainArgs {
     /// Peak learning rate (2e-5 suits full fine-tuning, ~5e-4 LoRA).
     #[arg(long, default_value_t = 2e-5)]
     pub lr: f64,
-    /// Maximum tokens per text, [CLS] and [SEP] included.
+    /// Maximum tokens per text, CLS and SEP included.
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
     /// Fraction of steps for linear warmup.
@@ -149,7 +149,7 @@ pub struct EvalArgs {
     /// Labelled data to score.
     #[arg(long)]
     pub data: PathBuf,
-    /// Where to write eval.json and confusion_matrix.png (default: RUN_DIR/eval-<data name>).
+    /// Where to write eval.json and confusion_matrix.png (default: RUN_DIR/eval-DATA_NAME).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Tokens per text (default: the training setting).

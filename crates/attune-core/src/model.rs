@@ -188,8 +188,8 @@ impl SelfAttention {
         let k = self.split_heads(&self.key.forward(xs, train)?)?;
         let v = self.split_heads(&self.value.forward(xs, train)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = ops::softmax_last_dim(&scores).map_err(candle_core::Error::wrap)?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = ops::masked_softmax(&scores, mask, scale).map_err(candle_core::Error::wrap)?;
         let mut weights = self.dropout.forward(&probs, train)?;
         if let Some(head_mask) = head_mask {
             weights = weights.broadcast_mul(&head_mask.reshape((1, self.num_heads, 1, 1))?)?;
@@ -252,7 +252,7 @@ impl Layer {
         let xs = self.attention_norm.forward(&(attended + xs)?)?;
         let inner = self.intermediate.forward(&xs, train)?;
         let inner = match self.activation {
-            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::Gelu => ops::gelu_erf(&inner).map_err(candle_core::Error::wrap)?,
             HiddenAct::GeluApprox => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
         };
@@ -375,7 +375,7 @@ impl BertClassifier {
         attention_mask: &Tensor,
         opts: &ForwardOptions,
     ) -> candle_core::Result<ModelOutput> {
-        let (batch, seq, _) = word_embeds.dims3()?;
+        let (_, seq, _) = word_embeds.dims3()?;
         if seq > self.config.max_position_embeddings {
             candle_core::bail!(
                 "sequence of {seq} tokens exceeds max_position_embeddings {}",
@@ -383,7 +383,7 @@ impl BertClassifier {
             );
         }
         let mask_f = attention_mask.to_dtype(self.dtype)?;
-        let additive = ((1.0 - &mask_f)? * MASK_VALUE)?.reshape((batch, 1, 1, seq))?;
+        let additive = ((1.0 - &mask_f)? * MASK_VALUE)?;
         let mut xs = self
             .embeddings
             .forward(word_embeds, token_type_ids, opts.train)?;

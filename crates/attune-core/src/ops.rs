@@ -33,6 +33,25 @@ fn use_fused(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
+/// `exp` for f32 without libm: range reduction to `x = n·ln2 + r`, `|r| ≤ ln2/2`, a degree-6
+/// Taylor polynomial for `e^r` (relative error < 2e-7) and `2^n` built from the exponent bits.
+/// libm's `expf` is a call per element and takes a slow errno path for every underflow — which
+/// every masked attention score (−1e9) hits.
+#[inline(always)]
+pub(crate) fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    f32::from_bits(((n as i32 + 127) << 23) as u32) * p
+}
+
 /// LayerNorm over the last dimension: `(x - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     if !use_fused(xs) {
@@ -216,14 +235,7 @@ impl CustomOp1 for SoftmaxOp {
             .with_min_len(MIN_ROWS_PER_TASK)
             .zip(xs.par_chunks(dim))
             .for_each(|(dst, row)| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (d, &v) in dst.iter_mut().zip(row) {
-                    *d = (v - max).exp();
-                    sum += *d;
-                }
-                let inv = 1.0 / sum;
-                dst.iter_mut().for_each(|d| *d *= inv);
+                softmax_row(row, dst, 1.0, None);
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -237,6 +249,99 @@ impl CustomOp1 for SoftmaxOp {
         Ok(Some(
             res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwdOp)?,
         ))
+    }
+}
+
+/// `dst = softmax(scale·row + mask)`.
+#[inline(always)]
+fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, mask: Option<&[f32]>) {
+    match mask {
+        Some(mask) => {
+            for ((d, &v), &m) in dst.iter_mut().zip(row).zip(mask) {
+                *d = v * scale + m;
+            }
+        }
+        None => {
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = v * scale;
+            }
+        }
+    }
+    let max = dst.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for d in dst.iter_mut() {
+        *d = fast_exp(*d - max);
+        sum += *d;
+    }
+    let inv = 1.0 / sum;
+    dst.iter_mut().for_each(|d| *d *= inv);
+}
+
+/// Attention probabilities `softmax(scale · scores + mask)` in one pass: `scores` is `[batch,
+/// heads, q, k]`, `mask` the additive key mask `[batch, k]` (0 keep, large negative drop).
+/// Saves two full passes (scaling, broadcast add) over the largest activation of the encoder.
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    if !use_fused(scores) {
+        let (b, _, _, k) = scores.dims4()?;
+        let scaled = (scores * scale)?.broadcast_add(&mask.reshape((b, 1, 1, k))?)?;
+        return Ok(candle_nn::ops::softmax(&scaled, D::Minus1)?);
+    }
+    Ok(scores.contiguous()?.apply_op2(
+        &mask.contiguous()?,
+        MaskedSoftmaxOp {
+            scale: scale as f32,
+        },
+    )?)
+}
+
+struct MaskedSoftmaxOp {
+    scale: f32,
+}
+
+impl CustomOp2 for MaskedSoftmaxOp {
+    fn name(&self) -> &'static str {
+        "attune-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let scores = contiguous_f32(s1, l1, self.name())?;
+        let mask = contiguous_f32(s2, l2, self.name())?;
+        let dims = l1.dims();
+        if dims.len() != 4 || l2.dims() != [dims[0], dims[3]] {
+            candle_core::bail!(
+                "masked-softmax: scores {dims:?} and mask {:?} do not fit",
+                l2.dims()
+            );
+        }
+        let k = dims[3];
+        let rows_per_batch = dims[1] * dims[2];
+        let mut out = vec![0f32; scores.len()];
+        out.par_chunks_mut(k)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(scores.par_chunks(k))
+            .enumerate()
+            .for_each(|(r, (dst, row))| {
+                let b = r / rows_per_batch;
+                softmax_row(row, dst, self.scale, Some(&mask[b * k..(b + 1) * k]));
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _scores: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwdOp)?;
+        Ok((Some((dx * self.scale as f64)?), None))
     }
 }
 
@@ -267,6 +372,102 @@ impl CustomOp2 for SoftmaxBwdOp {
                 let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
                 for i in 0..dim {
                     dst[i] = y[i] * (g[i] - dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Exact (erf) GELU, `0.5·x·(1 + erf(x/√2))`, HF's `"gelu"`.
+pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
+    if !use_fused(xs) {
+        return Ok(xs.gelu_erf()?);
+    }
+    Ok(xs.contiguous()?.apply_op1(GeluOp)?)
+}
+
+/// erf for f32 by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), the polynomial PyTorch's
+/// vectorised CPU GELU uses. Branch-free apart from the sign, so LLVM vectorises the loops that
+/// call it; candle's GELU calls a scalar f64 erf per element.
+#[inline(always)]
+fn erf_f32(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A1: f32 = 0.254_829_6;
+    const A2: f32 = -0.284_496_74;
+    const A3: f32 = 1.421_413_7;
+    const A4: f32 = -1.453_152_1;
+    const A5: f32 = 1.061_405_4;
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = ((((A5 * t + A4) * t + A3) * t + A2) * t + A1) * t;
+    let y = 1.0 - poly * fast_exp(-a * a);
+    y.copysign(x)
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π), the standard normal density at 0.
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+struct GeluOp;
+
+impl CustomOp1 for GeluOp {
+    fn name(&self) -> &'static str {
+        "attune-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(storage, layout, self.name())?;
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(4096)
+            .zip(xs.par_chunks(4096))
+            .for_each(|(dst, src)| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = 0.5 * x * (1.0 + erf_f32(x * FRAC_1_SQRT_2));
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwdOp)?))
+    }
+}
+
+/// `d/dx GELU(x) = Φ(x) + x·φ(x)`, times the upstream gradient.
+struct GeluBwdOp;
+
+impl CustomOp2 for GeluBwdOp {
+    fn name(&self) -> &'static str {
+        "attune-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let grad = contiguous_f32(s2, l2, self.name())?;
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(4096)
+            .zip(xs.par_chunks(4096))
+            .zip(grad.par_chunks(4096))
+            .for_each(|((dst, x), g)| {
+                for i in 0..dst.len() {
+                    let cdf = 0.5 * (1.0 + erf_f32(x[i] * FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * fast_exp(-0.5 * x[i] * x[i]);
+                    dst[i] = g[i] * (cdf + x[i] * pdf);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -333,6 +534,83 @@ mod tests {
             );
             assert!(d < 1e-4, "{name} gradient differs by {d}");
         }
+    }
+
+    #[test]
+    fn fused_gelu_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&(random(&[4, 1000], 7) * 2.0).unwrap()).unwrap();
+        let upstream = random(&[4, 1000], 8);
+        let fused = gelu_erf(x.as_tensor()).unwrap();
+        let composed = x.as_tensor().gelu_erf().unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-6);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let d = max_diff(
+            gf.get(x.as_tensor()).unwrap(),
+            gc.get(x.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-5, "gelu gradient differs by {d}");
+    }
+
+    #[test]
+    fn fast_exp_is_accurate_over_the_useful_range() {
+        let mut worst = 0f64;
+        for i in -8000..=8000 {
+            let x = i as f32 * 0.01;
+            let rel = ((fast_exp(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(fast_exp(-1e9), fast_exp(-87.3));
+        assert!(fast_exp(-1e9) < 1e-37);
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[2, 3, 5, 6], 9)).unwrap();
+        let mask = Tensor::new(
+            &[[0f32, 0., 0., 0., -1e9, -1e9], [0., 0., 0., 0., 0., 0.]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let upstream = random(&[2, 3, 5, 6], 10);
+        let fused = masked_softmax(x.as_tensor(), &mask, 0.3).unwrap();
+        let composed = candle_nn::ops::softmax(
+            &(x.as_tensor() * 0.3)
+                .unwrap()
+                .broadcast_add(&mask.reshape((2, 1, 1, 6)).unwrap())
+                .unwrap(),
+            D::Minus1,
+        )
+        .unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-6);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let d = max_diff(
+            gf.get(x.as_tensor()).unwrap(),
+            gc.get(x.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-6, "masked softmax gradient differs by {d}");
     }
 
     #[test]

@@ -12,15 +12,16 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// Decides from a parameter's full name whether it trains.
 pub type TrainablePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// A seeded random generator shared by initialisers and dropout masks.
+/// A seeded random generator shared by initialisers and dropout masks (xoshiro256++: fast
+/// enough for a mask per activation, and fixed by its seed).
 #[derive(Clone)]
-pub struct SharedRng(Arc<Mutex<StdRng>>);
+pub struct SharedRng(Arc<Mutex<SmallRng>>);
 
 impl std::fmt::Debug for SharedRng {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,11 +32,11 @@ impl std::fmt::Debug for SharedRng {
 impl SharedRng {
     /// A generator whose whole stream is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(Arc::new(Mutex::new(StdRng::seed_from_u64(seed))))
+        Self(Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))))
     }
 
     /// Runs `f` with exclusive access to the generator.
-    pub fn with<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
+    pub fn with<T>(&self, f: impl FnOnce(&mut SmallRng) -> T) -> T {
         let mut guard = self
             .0
             .lock()
@@ -242,11 +243,18 @@ impl Dropout {
             return Ok(xs.clone());
         }
         let scale = (1.0 / (1.0 - self.p)) as f32;
-        let p = self.p;
+        // Compare raw 32-bit draws with p·2³²: one integer draw per element.
+        let threshold = (self.p * u32::MAX as f64) as u32;
         let n = xs.elem_count();
         let mask: Vec<f32> = self.rng.with(|rng| {
             (0..n)
-                .map(|_| if rng.random::<f64>() < p { 0.0 } else { scale })
+                .map(|_| {
+                    if rng.random::<u32>() < threshold {
+                        0.0
+                    } else {
+                        scale
+                    }
+                })
                 .collect()
         });
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;

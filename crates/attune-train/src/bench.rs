@@ -120,8 +120,7 @@ pub fn training(
         let out = model.model.forward(&b, &opts)?;
         let loss = cross_entropy(&out.logits, &targets, None)?;
         let grads = loss.backward()?;
-        let norm = optimizer.grad_norm(&grads)?;
-        optimizer.step(&grads, 1e-5, if norm > 1.0 { 1.0 / norm } else { 1.0 })?;
+        optimizer.step(&grads, 1e-5, Some(1.0))?;
         Ok(())
     };
     step(0)?;

@@ -436,14 +436,8 @@ pub fn train(
                 return Err(TrainError::Diverged(loss_value, step));
             }
             let grads = loss.backward()?;
-            let grad_norm = optimizer.grad_norm(&grads)?;
-            let scale = if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
-                cfg.max_grad_norm / (grad_norm + 1e-6)
-            } else {
-                1.0
-            };
             let lr = linear_schedule(step - 1, warmup, total_steps, cfg.lr);
-            optimizer.step(&grads, lr, scale)?;
+            let grad_norm = optimizer.step(&grads, lr, Some(cfg.max_grad_norm))?;
             let elapsed = started.elapsed().as_secs_f64();
             train_seconds += elapsed;
             sentences += indices.len();
@@ -461,7 +455,9 @@ pub fn train(
             obs.advance(1);
             step_logs.push(log);
 
-            let periodic = cfg.eval_every.is_some_and(|n| n > 0 && step % n == 0);
+            let periodic = cfg
+                .eval_every
+                .is_some_and(|n| n > 0 && step.is_multiple_of(n));
             if periodic || bi == last_index {
                 metrics.flush().map_err(io_err(&metrics_path))?;
                 let (eval, _) =
