@@ -182,7 +182,11 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / in_dim;
         let flat = xs.reshape((rows, in_dim))?;
-        let mut ys = flat.matmul(&self.weight.t()?)?;
+        let mut ys = if self.weight.is_variable() {
+            flat.matmul(&self.weight.t()?)?
+        } else {
+            crate::ops::frozen_linear(&flat, &self.weight).map_err(candle_core::Error::wrap)?
+        };
         if let Some(bias) = &self.bias {
             ys = ys.broadcast_add(bias)?;
         }
