@@ -439,3 +439,43 @@ fn base_model_without_labels_needs_labels() {
     let m = checkpoint::load(dir.path(), &opts).unwrap();
     assert_eq!(m.model.num_labels(), 3);
 }
+
+#[test]
+fn dropout_is_active_in_training_only_and_follows_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), &["neg", "pos"], 14, 0.5);
+    let batch_of = |m: &attune_core::checkpoint::LoadedModel| {
+        m.tokenizer.batch(TOY_SENTENCES, 32, &Device::Cpu).unwrap()
+    };
+    let train = ForwardOptions {
+        train: true,
+        ..ForwardOptions::default()
+    };
+    let a = load_with_mode(dir.path(), TrainMode::Full, DType::F32);
+    let batch = batch_of(&a);
+    let eval1 = a
+        .model
+        .forward(&batch, &ForwardOptions::default())
+        .unwrap()
+        .logits;
+    let eval2 = a
+        .model
+        .forward(&batch, &ForwardOptions::default())
+        .unwrap()
+        .logits;
+    assert_close(&eval1, &eval2, 0.0, "evaluation is deterministic");
+    let t1 = a.model.forward(&batch, &train).unwrap().logits;
+    let t2 = a.model.forward(&batch, &train).unwrap().logits;
+    assert!(
+        attune_test::max_abs_diff(&t1, &t2) > 1e-4,
+        "dropout must change successive training passes"
+    );
+    assert!(
+        attune_test::max_abs_diff(&t1, &eval1) > 1e-4,
+        "dropout must be off in evaluation"
+    );
+    // A fresh model with the same seed draws the same masks.
+    let b = load_with_mode(dir.path(), TrainMode::Full, DType::F32);
+    let u1 = b.model.forward(&batch, &train).unwrap().logits;
+    assert_close(&t1, &u1, 0.0, "same seed, same dropout masks");
+}

@@ -1,0 +1,129 @@
+//! The training loop on a tiny random model: early stopping, best-checkpoint keeping, class
+//! weights.
+use attune_core::checkpoint::{self, LoadOptions, TrainMode};
+use attune_test::write_tiny_model;
+use attune_train::trainer::{train, ClassWeights, LabelledTexts, Silent, TrainConfig};
+
+fn toy(n: usize) -> LabelledTexts {
+    let pos = ["the movie was very good", "great acting !", "fun plot"];
+    let neg = ["the movie was very bad", "awful acting !", "boring plot"];
+    let mut data = LabelledTexts::default();
+    for i in 0..n {
+        let (text, label) = if i % 2 == 0 {
+            (pos[i % 3], 1)
+        } else {
+            (neg[i % 3], 0)
+        };
+        data.texts.push(text.to_string());
+        data.labels.push(label);
+    }
+    data
+}
+
+fn load(dir: &std::path::Path) -> checkpoint::LoadedModel {
+    let opts = LoadOptions {
+        labels: Some(vec!["neg".into(), "pos".into()]),
+        mode: TrainMode::Full,
+        seed: 1,
+        ..Default::default()
+    };
+    checkpoint::load(dir, &opts).unwrap()
+}
+
+#[test]
+fn early_stopping_ends_the_run_when_dev_stops_improving() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 1, 0.02);
+    let model = load(&dir.path().join("base"));
+    // A learning rate too small to change any prediction: dev never improves after the first
+    // evaluation, so patience 2 stops the run after the third.
+    let cfg = TrainConfig {
+        epochs: 50,
+        batch_size: 4,
+        lr: 1e-12,
+        eval_every: Some(1),
+        patience: Some(2),
+        ..Default::default()
+    };
+    let run = dir.path().join("run");
+    let summary = train(
+        &model,
+        &toy(8),
+        &toy(8),
+        &cfg,
+        &run,
+        serde_json::json!({}),
+        &mut Silent,
+    )
+    .unwrap();
+    assert!(summary.stopped_early);
+    assert_eq!(summary.steps, 3);
+    assert_eq!(summary.best_step, 1, "the first evaluation is the kept one");
+    let evals = std::fs::read_to_string(run.join("evals.jsonl")).unwrap();
+    let kept: Vec<bool> = evals
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["best"]
+                .as_bool()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(kept, vec![true, false, false]);
+}
+
+#[test]
+fn balanced_class_weights_train_and_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 2, 0.02);
+    let model = load(&dir.path().join("base"));
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 4,
+        lr: 1e-3,
+        class_weights: ClassWeights::Balanced,
+        ..Default::default()
+    };
+    let run = dir.path().join("run");
+    train(
+        &model,
+        &toy(12),
+        &toy(4),
+        &cfg,
+        &run,
+        serde_json::json!({"note": "x"}),
+        &mut Silent,
+    )
+    .unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("train_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(recorded["class_weights"], "balanced");
+    assert_eq!(recorded["labels"], serde_json::json!(["neg", "pos"]));
+    assert_eq!(recorded["note"], "x");
+}
+
+#[test]
+fn invalid_settings_are_rejected_before_work_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 3, 0.02);
+    let model = load(&dir.path().join("base"));
+    let cfg = TrainConfig {
+        warmup_ratio: 1.5,
+        ..Default::default()
+    };
+    let err = train(
+        &model,
+        &toy(4),
+        &toy(4),
+        &cfg,
+        &dir.path().join("run"),
+        serde_json::json!({}),
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "--warmup-ratio must be in [0, 1)");
+    assert!(
+        !dir.path().join("run").exists(),
+        "nothing is written for a rejected run"
+    );
+}
