@@ -113,12 +113,14 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("accuracy 1.0000"));
     assert!(run.join("eval-toy/eval.json").is_file());
 
+    // Two training sentences (rows 1 and 2): the model fits its training set, so their labels
+    // are known; an unseen sentence's would not be.
     let o = attune(&[
         "predict",
         "--model",
         run.to_str().unwrap(),
         "the movie was very good",
-        "awful acting",
+        "this film is awful",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)

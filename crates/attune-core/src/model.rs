@@ -76,6 +76,17 @@ impl LayerNorm {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         ops::layer_norm(xs, &self.gamma, &self.beta, self.eps).map_err(candle_core::Error::wrap)
     }
+
+    /// `LayerNorm(xs + residual + bias)` in one fused pass.
+    fn forward_residual(
+        &self,
+        xs: &Tensor,
+        residual: &Tensor,
+        bias: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        ops::add_layer_norm(xs, residual, bias, &self.gamma, &self.beta, self.eps)
+            .map_err(candle_core::Error::wrap)
+    }
 }
 
 struct Embeddings {
@@ -246,20 +257,51 @@ impl Layer {
         train: bool,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let (context, probs) = self.attention.forward(xs, mask, head_mask, train)?;
-        let attended = self
-            .dropout
-            .forward(&self.attention_output.forward(&context, train)?, train)?;
-        let xs = self.attention_norm.forward(&(attended + xs)?)?;
-        let inner = self.intermediate.forward(&xs, train)?;
-        let inner = match self.activation {
-            HiddenAct::Gelu => ops::gelu_erf(&inner).map_err(candle_core::Error::wrap)?,
-            HiddenAct::GeluApprox => inner.gelu()?,
-            HiddenAct::Relu => inner.relu()?,
+        let xs = self.sublayer_output(
+            &self.attention_output,
+            &self.attention_norm,
+            &context,
+            xs,
+            train,
+        )?;
+        // Bias and GELU fuse at inference; in training the fused backward measured slower than
+        // candle's broadcast-add backward followed by ours for GELU.
+        let inner = match (self.activation, self.intermediate.bias()) {
+            (HiddenAct::Gelu, Some(bias)) if !train => {
+                let inner = self.intermediate.forward_without_bias(&xs, false)?;
+                ops::bias_gelu(&inner, bias).map_err(candle_core::Error::wrap)?
+            }
+            (activation, _) => {
+                let inner = self.intermediate.forward(&xs, train)?;
+                match activation {
+                    HiddenAct::Gelu => ops::gelu_erf(&inner).map_err(candle_core::Error::wrap)?,
+                    HiddenAct::GeluApprox => inner.gelu()?,
+                    HiddenAct::Relu => inner.relu()?,
+                }
+            }
         };
-        let out = self
-            .dropout
-            .forward(&self.output.forward(&inner, train)?, train)?;
-        Ok((self.output_norm.forward(&(out + xs)?)?, probs))
+        let out = self.sublayer_output(&self.output, &self.output_norm, &inner, &xs, train)?;
+        Ok((out, probs))
+    }
+
+    /// `LayerNorm(dropout(dense(input)) + residual)`. Outside training dropout is the identity,
+    /// so bias and residual join one fused pass. In training the plain ops are kept: the fused
+    /// op's backward (which must recompute the sum) measured 7 % slower per step.
+    fn sublayer_output(
+        &self,
+        dense: &Linear,
+        norm: &LayerNorm,
+        input: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        if train {
+            let ys = self.dropout.forward(&dense.forward(input, true)?, true)?;
+            norm.forward(&(ys + residual)?)
+        } else {
+            let ys = dense.forward_without_bias(input, false)?;
+            norm.forward_residual(&ys, residual, dense.bias())
+        }
     }
 
     fn linears_mut(&mut self) -> [&mut Linear; 6] {

@@ -440,6 +440,174 @@ impl CustomOp2 for InputGradOnly {
     }
 }
 
+/// `LayerNorm(x + residual + bias)`: the post-sublayer step of every BERT layer in one pass
+/// (the plain formulation spends two extra full passes, forward and backward, on the adds).
+/// `bias` is `None` when it was already added (before dropout, in training).
+pub fn add_layer_norm(
+    xs: &Tensor,
+    residual: &Tensor,
+    bias: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if !use_fused(xs) {
+        let sum = (xs + residual)?;
+        let sum = match bias {
+            Some(b) => sum.broadcast_add(b)?,
+            None => sum,
+        };
+        return layer_norm(&sum, gamma, beta, eps);
+    }
+    let bias = match bias {
+        Some(b) => b.clone(),
+        None => gamma.zeros_like()?,
+    };
+    let params = Tensor::stack(&[&bias, gamma, beta], 0)?;
+    Ok(xs.contiguous()?.apply_op3(
+        &residual.contiguous()?,
+        &params,
+        AddLayerNormOp { eps: eps as f32 },
+    )?)
+}
+
+struct AddLayerNormOp {
+    eps: f32,
+}
+
+impl CustomOp3 for AddLayerNormOp {
+    fn name(&self) -> &'static str {
+        "attune-add-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let residual = contiguous_f32(s2, l2, self.name())?;
+        let params = contiguous_f32(s3, l3, self.name())?;
+        let dim = params.len() / 3;
+        if xs.len() != residual.len() || l1.dims()[l1.dims().len() - 1] != dim {
+            candle_core::bail!(
+                "add-layer-norm: shapes {:?}, {:?}, params {:?} do not fit",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let (bias, rest) = params.split_at(dim);
+        let (gamma, beta) = rest.split_at(dim);
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(dim)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(xs.par_chunks(dim))
+            .zip(residual.par_chunks(dim))
+            .for_each(|((dst, x), r)| {
+                for i in 0..dim {
+                    dst[i] = x[i] + r[i] + bias[i];
+                }
+                let (mean, rstd) = row_stats(dst, self.eps);
+                for i in 0..dim {
+                    dst[i] = (dst[i] - mean) * rstd * gamma[i] + beta[i];
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        residual: &Tensor,
+        params: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let bias = params.get(0)?;
+        let gamma = params.get(1)?;
+        let sum = (xs + residual)?.broadcast_add(&bias)?;
+        let dim = xs.dim(D::Minus1)?;
+        let rows = xs.elem_count() / dim;
+        let packed = sum.apply_op3_no_bwd(
+            &gamma,
+            &grad.contiguous()?,
+            &LayerNormBwdOp { eps: self.eps },
+        )?;
+        let dsum = packed.narrow(0, 0, rows)?;
+        let dbias = dsum.sum_keepdim(0)?;
+        let dparams = Tensor::cat(&[&dbias, &packed.narrow(0, rows, 2)?], 0)?;
+        let dsum = dsum.reshape(xs.shape())?;
+        Ok((Some(dsum.clone()), Some(dsum), Some(dparams)))
+    }
+}
+
+/// `GELU(x + bias)` with `bias` broadcast over rows: the feed-forward activation without a
+/// separate bias pass.
+pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !use_fused(xs) {
+        return Ok(xs.broadcast_add(bias)?.gelu_erf()?);
+    }
+    Ok(xs
+        .contiguous()?
+        .apply_op2(&bias.contiguous()?, BiasGeluOp)?)
+}
+
+struct BiasGeluOp;
+
+impl CustomOp2 for BiasGeluOp {
+    fn name(&self) -> &'static str {
+        "attune-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let bias = contiguous_f32(s2, l2, self.name())?;
+        let dim = bias.len();
+        if l1.dims()[l1.dims().len() - 1] != dim {
+            candle_core::bail!(
+                "bias-gelu: rows of {:?} and bias of {dim} do not fit",
+                l1.dims()
+            );
+        }
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(dim)
+            .with_min_len(MIN_ROWS_PER_TASK)
+            .zip(xs.par_chunks(dim))
+            .for_each(|(dst, row)| {
+                for i in 0..dim {
+                    let x = row[i] + bias[i];
+                    dst[i] = 0.5 * x * (1.0 + erf_f32(x * FRAC_1_SQRT_2));
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let pre = xs.broadcast_add(bias)?;
+        let dx = pre.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwdOp)?;
+        let dim = bias.elem_count();
+        let dbias = dx.reshape(((), dim))?.sum(0)?.reshape(bias.shape())?;
+        Ok((Some(dx), Some(dbias)))
+    }
+}
+
 /// Exact (erf) GELU, `0.5·x·(1 + erf(x/√2))`, HF's `"gelu"`.
 pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
     if !use_fused(xs) {
@@ -700,6 +868,89 @@ mod tests {
             gp.get(x.as_tensor()).unwrap(),
         );
         assert!(d < 1e-6, "input gradient differs by {d}");
+    }
+
+    #[test]
+    fn add_layer_norm_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[3, 4, 16], 21)).unwrap();
+        let r = Var::from_tensor(&random(&[3, 4, 16], 22)).unwrap();
+        let b = Var::from_tensor(&random(&[16], 23)).unwrap();
+        let gamma = Var::from_tensor(&random(&[16], 24)).unwrap();
+        let beta = Var::from_tensor(&random(&[16], 25)).unwrap();
+        let upstream = random(&[3, 4, 16], 26);
+        let (xt, rt, bt, gt, btt) = (
+            x.as_tensor(),
+            r.as_tensor(),
+            b.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+        );
+        let fused = add_layer_norm(xt, rt, Some(bt), gt, btt, 1e-12).unwrap();
+        let sum = (xt + rt).unwrap().broadcast_add(bt).unwrap();
+        let composed = candle_nn::ops::layer_norm_slow(&sum, gt, btt, 1e-12).unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-5);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [
+            ("x", &x),
+            ("residual", &r),
+            ("bias", &b),
+            ("gamma", &gamma),
+            ("beta", &beta),
+        ] {
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-4, "{name} gradient differs by {d}");
+        }
+        let no_bias = add_layer_norm(xt, rt, None, gt, btt, 1e-12).unwrap();
+        let plain = candle_nn::ops::layer_norm_slow(&(xt + rt).unwrap(), gt, btt, 1e-12).unwrap();
+        assert!(max_diff(&no_bias, &plain) < 1e-5);
+    }
+
+    #[test]
+    fn bias_gelu_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[5, 32], 27)).unwrap();
+        let b = Var::from_tensor(&random(&[32], 28)).unwrap();
+        let upstream = random(&[5, 32], 29);
+        let fused = bias_gelu(x.as_tensor(), b.as_tensor()).unwrap();
+        let composed = x
+            .as_tensor()
+            .broadcast_add(b.as_tensor())
+            .unwrap()
+            .gelu_erf()
+            .unwrap();
+        assert!(max_diff(&fused, &composed) < 1e-6);
+        let gf = (fused * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = (composed * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in [("x", &x), ("bias", &b)] {
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-5, "{name} gradient differs by {d}");
+        }
     }
 
     #[test]

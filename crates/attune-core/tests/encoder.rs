@@ -444,9 +444,8 @@ fn base_model_without_labels_needs_labels() {
 fn dropout_is_active_in_training_only_and_follows_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_model(dir.path(), &["neg", "pos"], 14, 0.5);
-    let batch_of = |m: &checkpoint::LoadedModel| {
-        m.tokenizer.batch(TOY_SENTENCES, 32, &Device::Cpu).unwrap()
-    };
+    let batch_of =
+        |m: &checkpoint::LoadedModel| m.tokenizer.batch(TOY_SENTENCES, 32, &Device::Cpu).unwrap();
     let train = ForwardOptions {
         train: true,
         ..ForwardOptions::default()
