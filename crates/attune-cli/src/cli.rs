@@ -49,6 +49,14 @@ pub struct DataArgs {
     /// Remove English stop words first (off by default).
     #[arg(long)]
     pub remove_stop_words: bool,
+    /// Multi-label data: each text has any number of labels, joined by --label-separator (or a
+    /// JSON list in .jsonl; a text with none has an empty list or the separator alone). Trains a
+    /// sigmoid head with binary cross-entropy.
+    #[arg(long)]
+    pub multi_label: bool,
+    /// Separator between the labels of one text in multi-label data.
+    #[arg(long, default_value = "|")]
+    pub label_separator: String,
 }
 
 /// Pooling of the classification head.

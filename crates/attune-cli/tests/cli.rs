@@ -451,3 +451,75 @@ fn bad_inputs_are_one_line_errors_naming_the_problem() {
         "does not exist",
     );
 }
+
+#[test]
+fn multi_label_train_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("base");
+    write_tiny_model(&model, &["x", "y"], 6, 0.2);
+    let data = dir.path().join("multi.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"great acting !\", \"label\": [\"acting\", \"positive\"]}\n\
+         {\"text\": \"boring plot\", \"label\": [\"plot\"]}\n\
+         {\"text\": \"fun plot and great acting\", \"label\": \"acting|plot|positive\"}\n\
+         {\"text\": \"the movie was very bad\", \"label\": []}\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let (m, d, r) = (
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+        run.to_str().unwrap(),
+    );
+    let o = attune(&[
+        "train",
+        "--model",
+        m,
+        "--train",
+        d,
+        "--dev",
+        d,
+        "--out",
+        r,
+        "--multi-label",
+        "--epochs",
+        "150",
+        "--batch-size",
+        "4",
+        "--lr",
+        "5e-3",
+        "--warmup-ratio",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = attune(&["eval", "--model", r, "--data", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("exact-match accuracy 1.0000") && out.contains("micro-F1"),
+        "{out}"
+    );
+    let o = attune(&[
+        "predict",
+        "--model",
+        r,
+        "fun plot and great acting",
+        "the movie was very bad",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["labels"],
+        serde_json::json!(["acting", "plot", "positive"])
+    );
+    assert_eq!(lines[1]["labels"], serde_json::json!([]));
+    let p = &lines[0]["probs"];
+    assert!(
+        p["plot"].as_f64().unwrap() + p["acting"].as_f64().unwrap() > 1.0,
+        "sigmoid, not softmax: {p}"
+    );
+}

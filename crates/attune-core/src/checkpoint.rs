@@ -59,6 +59,8 @@ pub struct LoadOptions {
     pub dtype: DType,
     /// Overrides the head's pooling.
     pub pooling: Option<crate::config::Pooling>,
+    /// Sets single- or multi-label classification for a new head.
+    pub problem_type: Option<crate::config::ProblemType>,
 }
 
 impl Default for LoadOptions {
@@ -70,6 +72,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             pooling: None,
+            problem_type: None,
         }
     }
 }
@@ -256,6 +259,9 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     config.set_labels(&labels);
     if let Some(pooling) = opts.pooling {
         config.attune_pooling = Some(pooling);
+    }
+    if let Some(problem_type) = opts.problem_type {
+        config.problem_type = Some(problem_type);
     }
     let (trainable, lora): (TrainablePredicate, Option<LoraConfig>) = match (&opts.mode, saved_lora)
     {

@@ -67,6 +67,9 @@ pub struct ReadOptions {
     pub skip_bad_rows: bool,
     /// Optional text preprocessing.
     pub preprocess: Preprocess,
+    /// Multi-label data: labels are joined by this separator (`"a|b"`); in JSONL a label may
+    /// also be an array. `None` for single-label data.
+    pub label_separator: Option<String>,
 }
 
 /// Text preprocessing from the original seed project. Off by default: subword models were
@@ -457,6 +460,30 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, rows: &mut Rows) -> Result<(), Da
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
                 Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
                 Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+                Some(serde_json::Value::Array(items)) if name == label_col => {
+                    let Some(sep) = &opts.label_separator else {
+                        return Err(row_err(format!(
+                            "field {name:?} is a list: pass --multi-label"
+                        )));
+                    };
+                    let parts = items
+                        .iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => Ok(s.clone()),
+                            serde_json::Value::Number(n) => Ok(n.to_string()),
+                            other => Err(row_err(format!(
+                                "field {name:?} has a non-label item {other}"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    // An empty list is a text with no labels; keep it distinguishable from a
+                    // missing label by the separator alone.
+                    Ok(if parts.is_empty() {
+                        sep.clone()
+                    } else {
+                        parts.join(sep)
+                    })
+                }
                 Some(other) => Err(row_err(format!(
                     "field {name:?} must be a string or number, got {other}"
                 ))),
@@ -475,6 +502,60 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, rows: &mut Rows) -> Result<(), Da
         rows.push(result, opts)?;
     }
     Ok(())
+}
+
+/// The labels of one example under multi-label `separator` (empty parts dropped).
+pub fn split_labels<'a>(label: &'a str, separator: &str) -> Vec<&'a str> {
+    label
+        .split(separator)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The union of all labels of a multi-label training set, ordered as [`label_set`] orders.
+pub fn multi_label_set(examples: &[Example], separator: &str) -> Vec<String> {
+    let parts: Vec<Example> = examples
+        .iter()
+        .flat_map(|e| split_labels(&e.label, separator))
+        .map(|l| Example {
+            text: String::new(),
+            label: l.to_string(),
+            line: 0,
+        })
+        .collect();
+    label_set(&parts)
+}
+
+/// Label-id sets of a multi-label dataset; an unknown label is an error naming file and line.
+pub fn label_id_sets(
+    dataset: &Dataset,
+    labels: &[String],
+    separator: &str,
+) -> Result<Vec<Vec<u32>>, DataError> {
+    dataset
+        .examples
+        .iter()
+        .map(|e| {
+            split_labels(&e.label, separator)
+                .into_iter()
+                .map(|l| {
+                    labels
+                        .iter()
+                        .position(|k| k == l)
+                        .map(|i| i as u32)
+                        .ok_or_else(|| DataError::Row {
+                            path: dataset.path.clone(),
+                            line: e.line,
+                            message: format!(
+                                "unknown label {l:?} (the training labels are: {})",
+                                labels.join(", ")
+                            ),
+                        })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The label set of a training set, in a stable order: numeric order when every label is an
@@ -762,6 +843,41 @@ mod tests {
         assert_eq!(dev, dev2);
         let (_, dev3) = stratified_split(examples, 0.2, 8);
         assert_ne!(dev, dev3);
+    }
+
+    #[test]
+    fn multi_label_files_split_labels_and_accept_json_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ReadOptions {
+            label_separator: Some("|".into()),
+            ..Default::default()
+        };
+        let p = write(dir.path(), "m.jsonl", b"{\"text\": \"a\", \"label\": [\"x\", \"y\"]}\n{\"text\": \"b\", \"label\": []}\n{\"text\": \"c\", \"label\": \"z|x\"}\n");
+        let ds = read_dataset(&p, &opts).unwrap();
+        let labels = multi_label_set(&ds.examples, "|");
+        assert_eq!(labels, vec!["x", "y", "z"]);
+        assert_eq!(
+            label_id_sets(&ds, &labels, "|").unwrap(),
+            vec![vec![0, 1], vec![], vec![2, 0]]
+        );
+        let e = read_dataset(&p, &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.jsonl:1: field \"label\" is a list: pass --multi-label"),
+            "{e}"
+        );
+        let bad = Dataset {
+            examples: vec![Example {
+                text: "t".into(),
+                label: "x|w".into(),
+                line: 4,
+            }],
+            skipped: vec![],
+            path: "d.tsv".into(),
+        };
+        let e = label_id_sets(&bad, &labels, "|").unwrap_err().to_string();
+        assert!(e.starts_with("d.tsv:4: unknown label \"w\""), "{e}");
     }
 
     #[test]

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use attune_core::checkpoint::LoadedModel;
-use attune_core::infer::{argmax, cross_entropy};
+use attune_core::infer::{argmax, binary_cross_entropy_with_logits, cross_entropy};
 use attune_core::{ForwardOptions, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Encoding;
 
-use crate::metrics::{evaluate, Evaluation};
+use crate::metrics::{evaluate, evaluate_multilabel, Evaluation};
 use crate::optim::{linear_schedule, AdamW, AdamWConfig};
 
 /// Errors of a training run.
@@ -146,13 +146,71 @@ impl TrainConfig {
     }
 }
 
-/// Texts with label ids.
+/// Gold labels of a set of texts.
+#[derive(Debug, Clone)]
+pub enum Gold {
+    /// One label id per text (softmax head).
+    Single(Vec<u32>),
+    /// A set of label ids per text, possibly empty (sigmoid head).
+    Multi(Vec<Vec<u32>>),
+}
+
+impl Default for Gold {
+    fn default() -> Self {
+        Self::Single(Vec::new())
+    }
+}
+
+impl Gold {
+    /// Number of texts labelled.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Single(v) => v.len(),
+            Self::Multi(v) => v.len(),
+        }
+    }
+
+    /// Whether no text is labelled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch loss: (weighted) cross-entropy, or binary cross-entropy on multi-hot targets.
+    fn loss(
+        &self,
+        logits: &Tensor,
+        indices: &[usize],
+        class_weights: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let device = logits.device();
+        Ok(match self {
+            Self::Single(ids) => {
+                let targets: Vec<u32> = indices.iter().map(|&i| ids[i]).collect();
+                let targets = Tensor::from_vec(targets, indices.len(), device)?;
+                cross_entropy(logits, &targets, class_weights)?
+            }
+            Self::Multi(sets) => {
+                let k = logits.dim(1)?;
+                let mut hot = vec![0f32; indices.len() * k];
+                for (row, &i) in indices.iter().enumerate() {
+                    for &c in &sets[i] {
+                        hot[row * k + c as usize] = 1.0;
+                    }
+                }
+                let targets = Tensor::from_vec(hot, (indices.len(), k), device)?;
+                binary_cross_entropy_with_logits(logits, &targets)?
+            }
+        })
+    }
+}
+
+/// Texts with their gold labels.
 #[derive(Debug, Clone, Default)]
 pub struct LabelledTexts {
     /// The texts.
     pub texts: Vec<String>,
-    /// Label id of each text.
-    pub labels: Vec<u32>,
+    /// Their labels, in the same order.
+    pub gold: Gold,
 }
 
 /// One optimisation step, as logged to `metrics.jsonl`.
@@ -267,17 +325,19 @@ fn epoch_batches(
     batches
 }
 
-/// Runs the model over encoded texts and scores it.
+/// Runs the model over encoded texts and scores it against `gold`. Multi-label predictions are
+/// the labels whose sigmoid probability is at least 0.5.
 pub fn evaluate_encoded(
     model: &LoadedModel,
     encodings: &[Encoding],
-    gold: &[u32],
+    gold: &Gold,
     batch_size: usize,
     obs: &mut dyn Observer,
-) -> Result<(Evaluation, Vec<u32>)> {
+) -> Result<Evaluation> {
     let mut order: Vec<usize> = (0..encodings.len()).collect();
     order.sort_by_key(|&i| encodings[i].len());
-    let mut predicted = vec![0u32; encodings.len()];
+    let mut single = vec![0u32; encodings.len()];
+    let mut multi = vec![Vec::new(); encodings.len()];
     let mut loss_sum = 0f64;
     obs.phase("evaluating", encodings.len());
     for chunk in order.chunks(batch_size.max(1)) {
@@ -286,21 +346,26 @@ pub fn evaluate_encoded(
             model.model.device(),
         )?;
         let out = model.model.forward(&batch, &ForwardOptions::default())?;
-        let log_probs =
-            candle_nn::ops::log_softmax(&out.logits, candle_core::D::Minus1)?.to_vec2::<f32>()?;
-        for (&i, row) in chunk.iter().zip(&log_probs) {
-            predicted[i] = argmax(row) as u32;
-            loss_sum -= row[gold[i] as usize] as f64;
+        loss_sum += gold
+            .loss(&out.logits, chunk, None)?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?
+            * chunk.len() as f64;
+        let scores = out.logits.to_vec2::<f32>()?;
+        for (&i, row) in chunk.iter().zip(&scores) {
+            single[i] = argmax(row) as u32;
+            // sigmoid(x) >= 0.5 exactly when x >= 0.
+            multi[i] = (0..row.len() as u32)
+                .filter(|&c| row[c as usize] >= 0.0)
+                .collect();
         }
         obs.advance(chunk.len());
     }
-    let eval = evaluate(
-        gold,
-        &predicted,
-        &model.labels,
-        Some(loss_sum / gold.len().max(1) as f64),
-    );
-    Ok((eval, predicted))
+    let loss = Some(loss_sum / gold.len().max(1) as f64);
+    Ok(match gold {
+        Gold::Single(ids) => evaluate(ids, &single, &model.labels, loss),
+        Gold::Multi(sets) => evaluate_multilabel(sets, &multi, &model.labels, loss),
+    })
 }
 
 fn metric_of(eval: &Evaluation, metric: &str) -> f64 {
@@ -328,6 +393,9 @@ pub fn train(
     obs: &mut dyn Observer,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
+    if train.texts.len() != train.gold.len() || dev.texts.len() != dev.gold.len() {
+        return Err(TrainError::Config("every text needs its labels".into()));
+    }
     if train.texts.is_empty() || dev.texts.is_empty() {
         return Err(TrainError::Config(
             "training and dev sets must not be empty".into(),
@@ -348,13 +416,18 @@ pub fn train(
     let lengths: Vec<usize> = train_enc.iter().map(Encoding::len).collect();
     let device = model.model.device().clone();
 
-    let class_weights = match cfg.class_weights {
-        ClassWeights::None => None,
-        ClassWeights::Balanced => {
+    let class_weights = match (cfg.class_weights, &train.gold) {
+        (ClassWeights::None, _) => None,
+        (ClassWeights::Balanced, Gold::Multi(_)) => {
+            return Err(TrainError::Config(
+                "balanced class weights apply to single-label training only".into(),
+            ))
+        }
+        (ClassWeights::Balanced, Gold::Single(ids)) => {
             let k = model.labels.len();
             let mut counts = vec![0usize; k];
-            train.labels.iter().for_each(|&l| counts[l as usize] += 1);
-            let n = train.labels.len() as f64;
+            ids.iter().for_each(|&l| counts[l as usize] += 1);
+            let n = ids.len() as f64;
             let w: Vec<f32> = counts
                 .iter()
                 .map(|&c| {
@@ -368,7 +441,6 @@ pub fn train(
             Some(Tensor::from_vec(w, k, &device)?)
         }
     };
-
     let vars = model.params.trainable_vars();
     if vars.is_empty() {
         return Err(TrainError::Config(
@@ -420,16 +492,10 @@ pub fn train(
                 indices.iter().map(|&i| train_enc[i].clone()).collect(),
                 &device,
             )?;
-            let targets = Tensor::from_vec(
-                indices
-                    .iter()
-                    .map(|&i| train.labels[i])
-                    .collect::<Vec<u32>>(),
-                indices.len(),
-                &device,
-            )?;
             let out = model.model.forward(&batch, &train_opts)?;
-            let loss = cross_entropy(&out.logits, &targets, class_weights.as_ref())?;
+            let loss = train
+                .gold
+                .loss(&out.logits, &indices, class_weights.as_ref())?;
             let loss_value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             step += 1;
             if !loss_value.is_finite() {
@@ -460,8 +526,7 @@ pub fn train(
                 .is_some_and(|n| n > 0 && step.is_multiple_of(n));
             if periodic || bi == last_index {
                 metrics.flush().map_err(io_err(&metrics_path))?;
-                let (eval, _) =
-                    evaluate_encoded(model, &dev_enc, &dev.labels, cfg.batch_size * 2, obs)?;
+                let eval = evaluate_encoded(model, &dev_enc, &dev.gold, cfg.batch_size * 2, obs)?;
                 let improved = best
                     .as_ref()
                     .is_none_or(|(b, _)| metric_of(&eval, &cfg.metric) > metric_of(b, &cfg.metric));
@@ -515,6 +580,9 @@ pub fn train(
 pub fn write_evaluation(dir: &Path, eval: &Evaluation, data_name: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     write_json(&dir.join("eval.json"), eval)?;
+    if eval.confusion.is_empty() {
+        return Ok(());
+    }
     attune_plot::confusion_matrix(
         &dir.join("confusion_matrix.png"),
         &eval.labels,

@@ -2,22 +2,26 @@
 //! weights.
 use attune_core::checkpoint::{self, LoadOptions, TrainMode};
 use attune_test::write_tiny_model;
-use attune_train::trainer::{train, ClassWeights, LabelledTexts, Silent, TrainConfig};
+use attune_train::trainer::{train, ClassWeights, Gold, LabelledTexts, Silent, TrainConfig};
 
 fn toy(n: usize) -> LabelledTexts {
     let pos = ["the movie was very good", "great acting !", "fun plot"];
     let neg = ["the movie was very bad", "awful acting !", "boring plot"];
-    let mut data = LabelledTexts::default();
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
     for i in 0..n {
         let (text, label) = if i % 2 == 0 {
             (pos[i % 3], 1)
         } else {
             (neg[i % 3], 0)
         };
-        data.texts.push(text.to_string());
-        data.labels.push(label);
+        texts.push(text.to_string());
+        labels.push(label);
     }
-    data
+    LabelledTexts {
+        texts,
+        gold: Gold::Single(labels),
+    }
 }
 
 fn load(dir: &std::path::Path) -> checkpoint::LoadedModel {
@@ -125,5 +129,63 @@ fn invalid_settings_are_rejected_before_work_starts() {
     assert!(
         !dir.path().join("run").exists(),
         "nothing is written for a rejected run"
+    );
+}
+
+#[test]
+fn multi_label_training_fits_label_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    // Weights at std 0.2: at BERT's 0.02 the tiny encoder's pooled states start nearly equal
+    // and 150 steps do not separate four texts.
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 4, 0.2);
+    let opts = LoadOptions {
+        labels: Some(vec!["acting".into(), "plot".into(), "positive".into()]),
+        mode: TrainMode::Full,
+        problem_type: Some(attune_core::ProblemType::MultiLabelClassification),
+        seed: 2,
+        ..Default::default()
+    };
+    let model = checkpoint::load(&dir.path().join("base"), &opts).unwrap();
+    let texts = [
+        "great acting !",
+        "boring plot",
+        "fun plot and great acting",
+        "the movie was very bad",
+    ];
+    let sets = vec![vec![0, 2], vec![1], vec![0, 1, 2], vec![]];
+    let data = LabelledTexts {
+        texts: texts.iter().map(|t| t.to_string()).collect(),
+        gold: Gold::Multi(sets),
+    };
+    let cfg = TrainConfig {
+        epochs: 150,
+        batch_size: 4,
+        lr: 5e-3,
+        warmup_ratio: 0.0,
+        ..Default::default()
+    };
+    let run = dir.path().join("run");
+    let summary = train(
+        &model,
+        &data,
+        &data,
+        &cfg,
+        &run,
+        serde_json::json!({}),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(
+        summary.best.accuracy, 1.0,
+        "every label set reproduced: {:?}",
+        summary.best
+    );
+    assert!(summary.best.micro_f1.is_some());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["problem_type"], "multi_label_classification");
+    assert!(
+        !run.join("confusion_matrix.png").exists(),
+        "no confusion matrix for multi-label"
     );
 }

@@ -1,8 +1,8 @@
 //! `attune eval`.
-use attune_train::data::label_ids;
+use attune_core::config::ProblemType;
 use attune_train::trainer::{evaluate_encoded, write_evaluation};
 
-use crate::cli::EvalArgs;
+use crate::cli::{DataArgs, EvalArgs};
 use crate::progress::Bars;
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -11,12 +11,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         Some(m) => m,
         None => super::trained_max_len(&args.model)?,
     };
-    let ds = super::read_dataset(&args.data, &args.data_args)?;
-    let gold = label_ids(&ds, &model.labels)?;
+    // A multi-label model scores multi-label data, whatever the flags say.
+    let multi = model.config.problem_type == Some(ProblemType::MultiLabelClassification);
+    let data_args = DataArgs {
+        multi_label: multi,
+        ..args.data_args.clone()
+    };
+    let ds = super::read_dataset(&args.data, &data_args)?;
+    let gold = super::gold_of(&ds, &model.labels, &data_args)?;
     let texts: Vec<&str> = ds.examples.iter().map(|e| e.text.as_str()).collect();
     let encodings = model.tokenizer.encode(&texts, max_len)?;
     let mut bars = Bars::new();
-    let (eval, _) = evaluate_encoded(&model, &encodings, &gold, args.batch_size, &mut bars)?;
+    let eval = evaluate_encoded(&model, &encodings, &gold, args.batch_size, &mut bars)?;
     bars.finish();
     let stem = args
         .data

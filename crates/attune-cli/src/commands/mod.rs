@@ -31,6 +31,7 @@ fn read_options(args: &DataArgs) -> ReadOptions {
             lowercase: args.lowercase,
             remove_stop_words: args.remove_stop_words,
         },
+        label_separator: args.multi_label.then(|| args.label_separator.clone()),
     }
 }
 
@@ -46,6 +47,21 @@ fn read_dataset(path: &Path, args: &DataArgs) -> anyhow::Result<attune_train::da
         );
     }
     Ok(ds)
+}
+
+/// Gold labels of a dataset against a model's label list, single- or multi-label.
+fn gold_of(
+    ds: &attune_train::data::Dataset,
+    labels: &[String],
+    args: &DataArgs,
+) -> anyhow::Result<attune_train::trainer::Gold> {
+    use attune_train::data::{label_id_sets, label_ids};
+    use attune_train::trainer::Gold;
+    Ok(if args.multi_label {
+        Gold::Multi(label_id_sets(ds, labels, &args.label_separator)?)
+    } else {
+        Gold::Single(label_ids(ds, labels)?)
+    })
 }
 
 /// The max length a run was trained with (`train_config.json`), else 128.

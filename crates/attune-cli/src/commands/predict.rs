@@ -4,6 +4,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::Context;
 use attune_core::checkpoint::LoadedModel;
+use attune_core::config::ProblemType;
 use attune_core::infer::argmax;
 
 use crate::cli::PredictArgs;
@@ -17,6 +18,7 @@ fn write_predictions(
 ) -> anyhow::Result<()> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let probs = model.classify(&refs, max_len, batch_size)?;
+    let multi_label = model.config.problem_type == Some(ProblemType::MultiLabelClassification);
     for (text, p) in texts.iter().zip(probs) {
         let best = argmax(&p);
         let probs: serde_json::Map<String, serde_json::Value> = model
@@ -25,12 +27,22 @@ fn write_predictions(
             .zip(&p)
             .map(|(l, &v)| (l.clone(), serde_json::json!(v)))
             .collect();
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "text": text,
             "label": model.labels[best],
             "score": p[best],
             "probs": probs,
         });
+        if multi_label {
+            // Every label the sigmoid head puts at 0.5 or above (possibly none).
+            line["labels"] = serde_json::json!(model
+                .labels
+                .iter()
+                .zip(&p)
+                .filter(|(_, &v)| v >= 0.5)
+                .map(|(l, _)| l)
+                .collect::<Vec<_>>());
+        }
         writeln!(out, "{line}")?;
     }
     out.flush()?;

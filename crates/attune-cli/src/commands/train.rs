@@ -1,18 +1,18 @@
 //! `attune train`.
 use anyhow::Context;
 use attune_core::checkpoint::{self, LoadOptions, TrainMode};
-use attune_core::config::Pooling;
+use attune_core::config::{Pooling, ProblemType};
 use attune_core::lora::LoraConfig;
-use attune_train::data::{label_ids, label_set, stratified_split, Dataset};
+use attune_train::data::{label_set, multi_label_set, stratified_split, Dataset};
 use attune_train::trainer::{self, ClassWeights, LabelledTexts, TrainConfig};
 
 use crate::cli::{DataArgs, PoolingArg, TrainArgs};
 use crate::progress::Bars;
 
-fn labelled(ds: &Dataset, labels: &[String]) -> anyhow::Result<LabelledTexts> {
+fn labelled(ds: &Dataset, labels: &[String], args: &DataArgs) -> anyhow::Result<LabelledTexts> {
     Ok(LabelledTexts {
         texts: ds.examples.iter().map(|e| e.text.clone()).collect(),
-        labels: label_ids(ds, labels)?,
+        gold: super::gold_of(ds, labels, args)?,
     })
 }
 
@@ -70,7 +70,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let labels = label_set(&train_ds.examples);
+    let labels = if args.data.multi_label {
+        multi_label_set(&train_ds.examples, &args.data.label_separator)
+    } else {
+        label_set(&train_ds.examples)
+    };
     if labels.len() < 2 {
         anyhow::bail!(
             "{}: needs at least two distinct labels, found {:?}",
@@ -78,8 +82,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             labels
         );
     }
-    let train = labelled(&train_ds, &labels)?;
-    let dev = labelled(&dev_ds, &labels)?;
+    let train = labelled(&train_ds, &labels, &args.data)?;
+    let dev = labelled(&dev_ds, &labels, &args.data)?;
     let mode = if args.lora {
         TrainMode::Lora(LoraConfig::new(
             args.lora_r,
@@ -94,6 +98,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         labels: Some(labels.clone()),
         mode,
         seed: args.seed,
+        problem_type: Some(if args.data.multi_label {
+            ProblemType::MultiLabelClassification
+        } else {
+            ProblemType::SingleLabelClassification
+        }),
         pooling: Some(match args.pooling {
             PoolingArg::Cls => Pooling::Cls,
             PoolingArg::Mean => Pooling::Mean,
@@ -128,6 +137,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "label_column": args.data.label_column,
         "lowercase": args.data.lowercase,
         "remove_stop_words": args.data.remove_stop_words,
+        "multi_label": args.data.multi_label,
+        "label_separator": args.data.label_separator,
     });
     let mut bars = Bars::new();
     let summary = trainer::train(&model, &train, &dev, &cfg, &args.out, extra, &mut bars)
