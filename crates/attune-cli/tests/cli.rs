@@ -1,6 +1,6 @@
 //! End-to-end tests of the `attune` binary on a tiny random-weight model.
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use attune_test::write_tiny_model;
@@ -43,38 +43,65 @@ fn write_toy_dataset(path: &Path) {
     std::fs::write(path, rows.join("\n") + "\n").unwrap();
 }
 
+/// A tiny random model and the toy dataset in a temporary directory.
+struct Toy {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    data: PathBuf,
+}
+
+impl Toy {
+    fn new(seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("base");
+        write_tiny_model(&model, &["x", "y"], seed, 0.02);
+        let data = dir.path().join("toy.tsv");
+        write_toy_dataset(&data);
+        Self { dir, model, data }
+    }
+
+    /// `attune train` on the toy data into `<dir>/<name>`, with `extra` arguments; asserts success.
+    fn train(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let run = self.dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--model",
+            self.model.to_str().unwrap(),
+            "--train",
+            self.data.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = attune(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        run
+    }
+}
+
 #[test]
 fn overfits_32_examples_then_eval_and_predict_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("base");
-    write_tiny_model(&model, &["x", "y"], 1, 0.02);
-    let data = dir.path().join("toy.tsv");
-    write_toy_dataset(&data);
-    let run = dir.path().join("run");
-    let o = attune(&[
-        "train",
-        "--model",
-        model.to_str().unwrap(),
-        "--train",
-        data.to_str().unwrap(),
-        "--dev",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--epochs",
-        "40",
-        "--batch-size",
-        "8",
-        "--lr",
-        "3e-3",
-        "--warmup-ratio",
-        "0.05",
-        "--max-len",
-        "16",
-        "--seed",
-        "3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let toy = Toy::new(1);
+    let data = &toy.data;
+    let run = toy.train(
+        "run",
+        &[
+            "--dev",
+            data.to_str().unwrap(),
+            "--epochs",
+            "40",
+            "--batch-size",
+            "8",
+            "--lr",
+            "3e-3",
+            "--warmup-ratio",
+            "0.05",
+            "--max-len",
+            "16",
+            "--seed",
+            "3",
+        ],
+    );
     for file in [
         "config.json",
         "model.safetensors",
@@ -181,33 +208,23 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
 
 #[test]
 fn same_seed_gives_same_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("base");
-    write_tiny_model(&model, &["x", "y"], 2, 0.02);
-    let data = dir.path().join("toy.tsv");
-    write_toy_dataset(&data);
+    let toy = Toy::new(2);
     let run_once = |name: &str, seed: &str| -> String {
-        let run = dir.path().join(name);
-        let o = attune(&[
-            "train",
-            "--model",
-            model.to_str().unwrap(),
-            "--train",
-            data.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--lr",
-            "1e-3",
-            "--seed",
-            seed,
-            "--dev-fraction",
-            "0.25",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        let run = toy.train(
+            name,
+            &[
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-3",
+                "--seed",
+                seed,
+                "--dev-fraction",
+                "0.25",
+            ],
+        );
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()
             .lines()
@@ -227,31 +244,14 @@ fn same_seed_gives_same_metrics() {
 
 #[test]
 fn lora_run_saves_peft_layout_and_predicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("base");
-    write_tiny_model(&model, &["x", "y"], 4, 0.02);
-    let data = dir.path().join("toy.tsv");
-    write_toy_dataset(&data);
-    let run = dir.path().join("run");
-    let o = attune(&[
-        "train",
-        "--model",
-        model.to_str().unwrap(),
-        "--train",
-        data.to_str().unwrap(),
-        "--dev",
-        data.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-        "--lora",
-        "--lora-r",
-        "4",
-        "--epochs",
-        "2",
-        "--lr",
-        "5e-3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let toy = Toy::new(4);
+    let data = toy.data.to_str().unwrap();
+    let run = toy.train(
+        "run",
+        &[
+            "--dev", data, "--lora", "--lora-r", "4", "--epochs", "2", "--lr", "5e-3",
+        ],
+    );
     assert!(
         run.join("adapter_config.json").is_file()
             && run.join("adapter_model.safetensors").is_file()

@@ -715,6 +715,10 @@ mod tests {
         Tensor::from_vec(rng.normal(n, 0.3, 1.5), shape, &Device::Cpu).unwrap()
     }
 
+    fn var(shape: &[usize], seed: u64) -> Var {
+        Var::from_tensor(&random(shape, seed)).unwrap()
+    }
+
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
@@ -728,23 +732,19 @@ mod tests {
             .unwrap()
     }
 
-    /// The fused kernels must agree with candle's composed (differentiable) ops, forward and
-    /// backward, for every input.
-    #[test]
-    fn fused_layer_norm_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[3, 5, 24], 1)).unwrap();
-        let gamma = Var::from_tensor(&random(&[24], 2)).unwrap();
-        let beta = Var::from_tensor(&random(&[24], 3)).unwrap();
-        let upstream = random(&[3, 5, 24], 4);
-        let fused = layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-12).unwrap();
-        let composed = candle_nn::ops::layer_norm_slow(
-            x.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-            1e-12,
-        )
-        .unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-5);
+    /// A fused kernel must agree with candle's composed (differentiable) ops built from the same
+    /// variables: in value within `fwd_tol`, and in the gradient of `Σ out · upstream` with
+    /// respect to every variable within `bwd_tol`.
+    fn assert_matches_composed(
+        fused: Tensor,
+        composed: Tensor,
+        vars: &[(&str, &Var)],
+        fwd_tol: f32,
+        bwd_tol: f32,
+    ) {
+        let d = max_diff(&fused, &composed);
+        assert!(d < fwd_tol, "forward differs by {d}");
+        let upstream = random(fused.dims(), 99);
         let gf = (fused * &upstream)
             .unwrap()
             .sum_all()
@@ -757,39 +757,129 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        for (name, v) in [("x", &x), ("gamma", &gamma), ("beta", &beta)] {
+        for (name, v) in vars {
             let d = max_diff(
                 gf.get(v.as_tensor()).unwrap(),
                 gc.get(v.as_tensor()).unwrap(),
             );
-            assert!(d < 1e-4, "{name} gradient differs by {d}");
+            assert!(d < bwd_tol, "{name} gradient differs by {d}");
         }
     }
 
     #[test]
-    fn fused_gelu_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&(random(&[4, 1000], 7) * 2.0).unwrap()).unwrap();
-        let upstream = random(&[4, 1000], 8);
-        let fused = gelu_erf(x.as_tensor()).unwrap();
-        let composed = x.as_tensor().gelu_erf().unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (composed * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let d = max_diff(
-            gf.get(x.as_tensor()).unwrap(),
-            gc.get(x.as_tensor()).unwrap(),
+    fn fused_layer_norm_matches_composed() {
+        let (x, gamma, beta) = (var(&[3, 5, 24], 1), var(&[24], 2), var(&[24], 3));
+        let (xt, gt, bt) = (x.as_tensor(), gamma.as_tensor(), beta.as_tensor());
+        assert_matches_composed(
+            layer_norm(xt, gt, bt, 1e-12).unwrap(),
+            candle_nn::ops::layer_norm_slow(xt, gt, bt, 1e-12).unwrap(),
+            &[("x", &x), ("gamma", &gamma), ("beta", &beta)],
+            1e-5,
+            1e-4,
         );
-        assert!(d < 1e-5, "gelu gradient differs by {d}");
+    }
+
+    #[test]
+    fn add_layer_norm_matches_composed() {
+        let (x, r, b) = (var(&[3, 4, 16], 21), var(&[3, 4, 16], 22), var(&[16], 23));
+        let (gamma, beta) = (var(&[16], 24), var(&[16], 25));
+        let (xt, rt, bt) = (x.as_tensor(), r.as_tensor(), b.as_tensor());
+        let (gt, btt) = (gamma.as_tensor(), beta.as_tensor());
+        let sum = (xt + rt).unwrap().broadcast_add(bt).unwrap();
+        assert_matches_composed(
+            add_layer_norm(xt, rt, Some(bt), gt, btt, 1e-12).unwrap(),
+            candle_nn::ops::layer_norm_slow(&sum, gt, btt, 1e-12).unwrap(),
+            &[
+                ("x", &x),
+                ("residual", &r),
+                ("bias", &b),
+                ("gamma", &gamma),
+                ("beta", &beta),
+            ],
+            1e-5,
+            1e-4,
+        );
+        let no_bias = add_layer_norm(xt, rt, None, gt, btt, 1e-12).unwrap();
+        let plain = candle_nn::ops::layer_norm_slow(&(xt + rt).unwrap(), gt, btt, 1e-12).unwrap();
+        assert!(max_diff(&no_bias, &plain) < 1e-5);
+    }
+
+    #[test]
+    fn fused_gelu_matches_composed() {
+        let x = Var::from_tensor(&(random(&[4, 1000], 7) * 2.0).unwrap()).unwrap();
+        assert_matches_composed(
+            gelu_erf(x.as_tensor()).unwrap(),
+            x.as_tensor().gelu_erf().unwrap(),
+            &[("x", &x)],
+            1e-6,
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn bias_gelu_matches_composed() {
+        let (x, b) = (var(&[5, 32], 27), var(&[32], 28));
+        assert_matches_composed(
+            bias_gelu(x.as_tensor(), b.as_tensor()).unwrap(),
+            x.as_tensor()
+                .broadcast_add(b.as_tensor())
+                .unwrap()
+                .gelu_erf()
+                .unwrap(),
+            &[("x", &x), ("bias", &b)],
+            1e-6,
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn fused_softmax_matches_composed() {
+        let x = var(&[2, 3, 7, 7], 5);
+        assert_matches_composed(
+            softmax_last_dim(x.as_tensor()).unwrap(),
+            candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap(),
+            &[("x", &x)],
+            1e-6,
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed() {
+        let x = var(&[2, 3, 5, 6], 9);
+        let mask = Tensor::new(
+            &[[0f32, 0., 0., 0., -1e9, -1e9], [0., 0., 0., 0., 0., 0.]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let scaled = (x.as_tensor() * 0.3).unwrap();
+        let composed = candle_nn::ops::softmax(
+            &scaled
+                .broadcast_add(&mask.reshape((2, 1, 1, 6)).unwrap())
+                .unwrap(),
+            D::Minus1,
+        )
+        .unwrap();
+        assert_matches_composed(
+            masked_softmax(x.as_tensor(), &mask, 0.3).unwrap(),
+            composed,
+            &[("x", &x)],
+            1e-6,
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn frozen_linear_gives_the_input_gradient_of_a_plain_matmul() {
+        let x = var(&[6, 5], 11);
+        let w = random(&[4, 5], 12);
+        assert_matches_composed(
+            frozen_linear(x.as_tensor(), &w).unwrap(),
+            x.as_tensor().matmul(&w.t().unwrap()).unwrap(),
+            &[("x", &x)],
+            1e-6,
+            1e-6,
+        );
     }
 
     #[test]
@@ -803,179 +893,5 @@ mod tests {
         assert!(worst < 5e-7, "relative error {worst}");
         assert_eq!(fast_exp(-1e9), fast_exp(-87.3));
         assert!(fast_exp(-1e9) < 1e-37);
-    }
-
-    #[test]
-    fn masked_softmax_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[2, 3, 5, 6], 9)).unwrap();
-        let mask = Tensor::new(
-            &[[0f32, 0., 0., 0., -1e9, -1e9], [0., 0., 0., 0., 0., 0.]],
-            &Device::Cpu,
-        )
-        .unwrap();
-        let upstream = random(&[2, 3, 5, 6], 10);
-        let fused = masked_softmax(x.as_tensor(), &mask, 0.3).unwrap();
-        let composed = candle_nn::ops::softmax(
-            &(x.as_tensor() * 0.3)
-                .unwrap()
-                .broadcast_add(&mask.reshape((2, 1, 1, 6)).unwrap())
-                .unwrap(),
-            D::Minus1,
-        )
-        .unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (composed * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let d = max_diff(
-            gf.get(x.as_tensor()).unwrap(),
-            gc.get(x.as_tensor()).unwrap(),
-        );
-        assert!(d < 1e-6, "masked softmax gradient differs by {d}");
-    }
-
-    #[test]
-    fn frozen_linear_gives_the_input_gradient_of_a_plain_matmul() {
-        let x = Var::from_tensor(&random(&[6, 5], 11)).unwrap();
-        let w = random(&[4, 5], 12);
-        let upstream = random(&[6, 4], 13);
-        let fused = frozen_linear(x.as_tensor(), &w).unwrap();
-        let plain = x.as_tensor().matmul(&w.t().unwrap()).unwrap();
-        assert!(max_diff(&fused, &plain) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gp = (plain * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let d = max_diff(
-            gf.get(x.as_tensor()).unwrap(),
-            gp.get(x.as_tensor()).unwrap(),
-        );
-        assert!(d < 1e-6, "input gradient differs by {d}");
-    }
-
-    #[test]
-    fn add_layer_norm_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[3, 4, 16], 21)).unwrap();
-        let r = Var::from_tensor(&random(&[3, 4, 16], 22)).unwrap();
-        let b = Var::from_tensor(&random(&[16], 23)).unwrap();
-        let gamma = Var::from_tensor(&random(&[16], 24)).unwrap();
-        let beta = Var::from_tensor(&random(&[16], 25)).unwrap();
-        let upstream = random(&[3, 4, 16], 26);
-        let (xt, rt, bt, gt, btt) = (
-            x.as_tensor(),
-            r.as_tensor(),
-            b.as_tensor(),
-            gamma.as_tensor(),
-            beta.as_tensor(),
-        );
-        let fused = add_layer_norm(xt, rt, Some(bt), gt, btt, 1e-12).unwrap();
-        let sum = (xt + rt).unwrap().broadcast_add(bt).unwrap();
-        let composed = candle_nn::ops::layer_norm_slow(&sum, gt, btt, 1e-12).unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-5);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (composed * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (name, v) in [
-            ("x", &x),
-            ("residual", &r),
-            ("bias", &b),
-            ("gamma", &gamma),
-            ("beta", &beta),
-        ] {
-            let d = max_diff(
-                gf.get(v.as_tensor()).unwrap(),
-                gc.get(v.as_tensor()).unwrap(),
-            );
-            assert!(d < 1e-4, "{name} gradient differs by {d}");
-        }
-        let no_bias = add_layer_norm(xt, rt, None, gt, btt, 1e-12).unwrap();
-        let plain = candle_nn::ops::layer_norm_slow(&(xt + rt).unwrap(), gt, btt, 1e-12).unwrap();
-        assert!(max_diff(&no_bias, &plain) < 1e-5);
-    }
-
-    #[test]
-    fn bias_gelu_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[5, 32], 27)).unwrap();
-        let b = Var::from_tensor(&random(&[32], 28)).unwrap();
-        let upstream = random(&[5, 32], 29);
-        let fused = bias_gelu(x.as_tensor(), b.as_tensor()).unwrap();
-        let composed = x
-            .as_tensor()
-            .broadcast_add(b.as_tensor())
-            .unwrap()
-            .gelu_erf()
-            .unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (composed * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for (name, v) in [("x", &x), ("bias", &b)] {
-            let d = max_diff(
-                gf.get(v.as_tensor()).unwrap(),
-                gc.get(v.as_tensor()).unwrap(),
-            );
-            assert!(d < 1e-5, "{name} gradient differs by {d}");
-        }
-    }
-
-    #[test]
-    fn fused_softmax_matches_composed_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[2, 3, 7, 7], 5)).unwrap();
-        let upstream = random(&[2, 3, 7, 7], 6);
-        let fused = softmax_last_dim(x.as_tensor()).unwrap();
-        let composed = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
-        assert!(max_diff(&fused, &composed) < 1e-6);
-        let gf = (fused * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = (composed * &upstream)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let d = max_diff(
-            gf.get(x.as_tensor()).unwrap(),
-            gc.get(x.as_tensor()).unwrap(),
-        );
-        assert!(d < 1e-5, "softmax gradient differs by {d}");
     }
 }
