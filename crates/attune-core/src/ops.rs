@@ -80,6 +80,15 @@ fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
 }
 
+/// `row ← (row − mean) / std · gamma + beta`.
+#[inline(always)]
+fn normalize_in_place(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let (mean, rstd) = row_stats(row, eps);
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = (*v - mean) * rstd * g + b;
+    }
+}
+
 impl CustomOp3 for LayerNormOp {
     fn name(&self) -> &'static str {
         "attune-layer-norm"
@@ -109,10 +118,8 @@ impl CustomOp3 for LayerNormOp {
             .with_min_len(MIN_ROWS_PER_TASK)
             .zip(xs.par_chunks(dim))
             .for_each(|(dst, row)| {
-                let (mean, rstd) = row_stats(row, self.eps);
-                for i in 0..dim {
-                    dst[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
-                }
+                dst.copy_from_slice(row);
+                normalize_in_place(dst, gamma, beta, self.eps);
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -512,10 +519,7 @@ impl CustomOp3 for AddLayerNormOp {
                 for i in 0..dim {
                     dst[i] = x[i] + r[i] + bias[i];
                 }
-                let (mean, rstd) = row_stats(dst, self.eps);
-                for i in 0..dim {
-                    dst[i] = (dst[i] - mean) * rstd * gamma[i] + beta[i];
-                }
+                normalize_in_place(dst, gamma, beta, self.eps);
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

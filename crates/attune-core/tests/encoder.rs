@@ -5,6 +5,15 @@ use attune_core::lora::LoraConfig;
 use attune_core::{DType, Device, ForwardOptions, Tensor};
 use attune_test::{assert_close, load_frozen, load_with_mode, write_tiny_model, TOY_SENTENCES};
 
+/// Rewrites a model directory's `config.json` through `edit`.
+fn edit_config(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+}
+
 fn all_outputs() -> ForwardOptions {
     ForwardOptions {
         output_attentions: true,
@@ -382,18 +391,16 @@ fn bad_model_directories_give_errors_naming_the_problem() {
         "{msg}"
     );
 
-    let config_path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["num_attention_heads"] = serde_json::json!(5);
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    edit_config(dir.path(), |c| {
+        c["num_attention_heads"] = serde_json::json!(5);
+    });
     let msg = err(dir.path());
     assert!(
         msg.contains("config.json") && msg.contains("not divisible by num_attention_heads 5"),
         "{msg}"
     );
 
-    std::fs::write(&config_path, "{\"hidden_size\": 16").unwrap();
+    std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 16").unwrap();
     let msg = err(dir.path());
     assert!(
         msg.contains("config.json") && msg.contains("invalid JSON"),
@@ -405,11 +412,9 @@ fn bad_model_directories_give_errors_naming_the_problem() {
 fn weights_that_do_not_fit_the_config_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_model(dir.path(), &["neg", "pos"], 12, 0.02);
-    let config_path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["intermediate_size"] = serde_json::json!(48);
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    edit_config(dir.path(), |c| {
+        c["intermediate_size"] = serde_json::json!(48);
+    });
     let msg = checkpoint::load(dir.path(), &LoadOptions::default())
         .unwrap_err()
         .to_string();
@@ -423,11 +428,9 @@ fn weights_that_do_not_fit_the_config_are_rejected() {
 fn base_model_without_labels_needs_labels() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_model(dir.path(), &["neg", "pos"], 13, 0.02);
-    let config_path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config.as_object_mut().unwrap().remove("id2label");
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    edit_config(dir.path(), |c| {
+        c.as_object_mut().unwrap().remove("id2label");
+    });
     let msg = checkpoint::load(dir.path(), &LoadOptions::default())
         .unwrap_err()
         .to_string();
