@@ -481,3 +481,53 @@ fn dropout_is_active_in_training_only_and_follows_the_seed() {
     let u1 = b.model.forward(&batch, &train).unwrap().logits;
     assert_close(&t1, &u1, 0.0, "same seed, same dropout masks");
 }
+
+#[test]
+fn mean_pooling_head_skips_the_pooler_and_ignores_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), &["neg", "pos"], 15, 0.5);
+    let opts = LoadOptions {
+        pooling: Some(attune_core::Pooling::Mean),
+        ..LoadOptions::default()
+    };
+    let mean = checkpoint::load(dir.path(), &opts).unwrap();
+    let cls = load_frozen(dir.path());
+    let names: Vec<String> = mean
+        .params
+        .named_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("pooler")), "{names:?}");
+    let dev = Device::Cpu;
+    let together = mean.tokenizer.batch(TOY_SENTENCES, 32, &dev).unwrap();
+    let together = mean
+        .model
+        .forward(&together, &ForwardOptions::default())
+        .unwrap()
+        .logits;
+    let via_cls = cls.tokenizer.batch(TOY_SENTENCES, 32, &dev).unwrap();
+    let via_cls = cls
+        .model
+        .forward(&via_cls, &ForwardOptions::default())
+        .unwrap()
+        .logits;
+    assert!(
+        attune_test::max_abs_diff(&together, &via_cls) > 1e-4,
+        "pooling must matter"
+    );
+    for (i, text) in TOY_SENTENCES.iter().enumerate() {
+        let alone = mean.tokenizer.batch(&[text], 32, &dev).unwrap();
+        let alone = mean
+            .model
+            .forward(&alone, &ForwardOptions::default())
+            .unwrap()
+            .logits;
+        assert_close(
+            &together.get(i).unwrap(),
+            &alone.get(0).unwrap(),
+            1e-5,
+            "mean-pooled logits",
+        );
+    }
+}
