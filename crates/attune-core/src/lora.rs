@@ -230,9 +230,4 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
-
-    /// The weight matrix `[out, in]`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
 }

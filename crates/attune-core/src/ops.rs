@@ -215,64 +215,11 @@ impl CustomOp3 for LayerNormBwdOp {
     }
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
-    if !use_fused(xs) {
-        return Ok(candle_nn::ops::softmax(xs, D::Minus1)?);
-    }
-    Ok(xs.contiguous()?.apply_op1(SoftmaxOp)?)
-}
-
-struct SoftmaxOp;
-
-impl CustomOp1 for SoftmaxOp {
-    fn name(&self) -> &'static str {
-        "attune-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let xs = contiguous_f32(storage, layout, self.name())?;
-        let dim = layout.dims()[layout.dims().len() - 1];
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(dim)
-            .with_min_len(MIN_ROWS_PER_TASK)
-            .zip(xs.par_chunks(dim))
-            .for_each(|(dst, row)| {
-                softmax_row(row, dst, 1.0, None);
-            });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwdOp)?,
-        ))
-    }
-}
-
 /// `dst = softmax(scale·row + mask)`.
 #[inline(always)]
-fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, mask: Option<&[f32]>) {
-    match mask {
-        Some(mask) => {
-            for ((d, &v), &m) in dst.iter_mut().zip(row).zip(mask) {
-                *d = v * scale + m;
-            }
-        }
-        None => {
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = v * scale;
-            }
-        }
+fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, mask: &[f32]) {
+    for ((d, &v), &m) in dst.iter_mut().zip(row).zip(mask) {
+        *d = v * scale + m;
     }
     let max = dst.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
@@ -335,7 +282,7 @@ impl CustomOp2 for MaskedSoftmaxOp {
             .enumerate()
             .for_each(|(r, (dst, row))| {
                 let b = r / rows_per_batch;
-                softmax_row(row, dst, self.scale, Some(&mask[b * k..(b + 1) * k]));
+                softmax_row(row, dst, self.scale, &mask[b * k..(b + 1) * k]);
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -831,18 +778,6 @@ mod tests {
                 .gelu_erf()
                 .unwrap(),
             &[("x", &x), ("bias", &b)],
-            1e-6,
-            1e-5,
-        );
-    }
-
-    #[test]
-    fn fused_softmax_matches_composed() {
-        let x = var(&[2, 3, 7, 7], 5);
-        assert_matches_composed(
-            softmax_last_dim(x.as_tensor()).unwrap(),
-            candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap(),
-            &[("x", &x)],
             1e-6,
             1e-5,
         );

@@ -115,11 +115,6 @@ impl TextTokenizer {
         })
     }
 
-    /// The wrapped HF tokenizer.
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
-    }
-
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -119,14 +119,3 @@ pub fn real_model_dir() -> std::path::PathBuf {
     );
     dir
 }
-
-/// `../shared/data` beside the repository, where the read-only datasets live.
-pub fn shared_data_dir() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    assert!(
-        dir.is_dir(),
-        "this test needs the shared datasets in {}",
-        dir.display()
-    );
-    dir
-}

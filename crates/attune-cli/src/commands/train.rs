@@ -110,6 +110,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let model = checkpoint::load(&args.model, &opts)?;
+    // Like transformers' load report: what the checkpoint did not provide, and what it had
+    // that this model does not use, so a wrong base model is noticed before training.
+    let report = model.params.report();
+    let (adapters, fresh): (Vec<&String>, Vec<&String>) = report
+        .initialised
+        .iter()
+        .partition(|n| n.contains(".lora_A.") || n.contains(".lora_B."));
+    if !fresh.is_empty() {
+        let names: Vec<&str> = fresh.iter().map(|n| n.as_str()).collect();
+        eprintln!("initialised from scratch: {}", names.join(", "));
+    }
+    if !adapters.is_empty() {
+        eprintln!("new LoRA adapter matrices: {}", adapters.len());
+    }
+    let unused = model.params.unused(&report.loaded);
+    if !unused.is_empty() {
+        eprintln!("unused checkpoint tensors: {}", unused.join(", "));
+    }
     let trainable: usize = model
         .params
         .trainable_vars()
