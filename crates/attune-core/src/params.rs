@@ -14,6 +14,10 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// Elements per independently seeded dropout chunk.
+const DROPOUT_CHUNK: usize = 1 << 15;
 
 /// Decides from a parameter's full name whether it trains.
 pub type TrainablePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -245,18 +249,23 @@ impl Dropout {
         let scale = (1.0 / (1.0 - self.p)) as f32;
         // Compare raw 32-bit draws with p·2³²: one integer draw per element.
         let threshold = (self.p * u32::MAX as f64) as u32;
-        let n = xs.elem_count();
-        let mask: Vec<f32> = self.rng.with(|rng| {
-            (0..n)
-                .map(|_| {
-                    if rng.random::<u32>() < threshold {
+        // One draw from the run's generator seeds a generator per fixed-size chunk, so masks are
+        // made in parallel yet depend only on the seed, not on thread scheduling.
+        let base: u64 = self.rng.with(|rng| rng.random());
+        let mut mask = vec![0f32; xs.elem_count()];
+        mask.par_chunks_mut(DROPOUT_CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let mut rng =
+                    SmallRng::seed_from_u64(base ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                for m in chunk {
+                    *m = if rng.random::<u32>() < threshold {
                         0.0
                     } else {
                         scale
-                    }
-                })
-                .collect()
-        });
+                    };
+                }
+            });
         let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
         xs.mul(&mask)
     }
