@@ -4,7 +4,9 @@
 //! candle-nn's `AdamW` decays every parameter; BERT fine-tuning exempts biases and LayerNorm
 //! weights, so this optimizer takes a per-parameter decay flag.
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 /// Optimizer settings.
@@ -96,17 +98,15 @@ impl AdamW {
         lr: f64,
         max_grad_norm: Option<f64>,
     ) -> candle_core::Result<f64> {
-        let grads: Vec<Option<Vec<f32>>> = self
-            .slots
-            .iter()
-            .map(|slot| grads.get(slot.var.as_tensor()).map(to_f32_vec).transpose())
-            .collect::<candle_core::Result<_>>()?;
-        let norm = grads
-            .iter()
-            .flatten()
-            .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-            .sum::<f64>()
-            .sqrt();
+        let mut norm_sq = 0f64;
+        for slot in &self.slots {
+            if let Some(g) = grads.get(slot.var.as_tensor()) {
+                norm_sq += with_f32(g, |g| {
+                    g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+                })?;
+            }
+        }
+        let norm = norm_sq.sqrt();
         let clip = match max_grad_norm {
             Some(max) if max > 0.0 && norm > max => max / (norm + 1e-6),
             _ => 1.0,
@@ -114,47 +114,123 @@ impl AdamW {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
-        let bias1 = (1.0 - c.beta1.powi(t)) as f32;
-        let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt() as f32;
-        let (beta1, beta2, eps, lr32, clip) = (
-            c.beta1 as f32,
-            c.beta2 as f32,
-            c.eps as f32,
-            lr as f32,
-            clip as f32,
-        );
-        for (slot, grad) in self.slots.iter_mut().zip(grads) {
-            let Some(grad) = grad else {
+        let rule = UpdateRule {
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            lr: lr as f32,
+            clip: clip as f32,
+            bias1: (1.0 - c.beta1.powi(t)) as f32,
+            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            decay: 1.0,
+        };
+        for slot in &mut self.slots {
+            let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
-            let mut theta = to_f32_vec(slot.var.as_tensor())?;
-            let decay = if slot.decay {
-                (1.0 - lr * c.weight_decay) as f32
-            } else {
-                1.0
+            let rule = UpdateRule {
+                decay: if slot.decay {
+                    (1.0 - lr * c.weight_decay) as f32
+                } else {
+                    1.0
+                },
+                ..rule
             };
-            theta
-                .par_chunks_mut(8192)
-                .zip(slot.m.par_chunks_mut(8192))
-                .zip(slot.v.par_chunks_mut(8192))
-                .zip(grad.par_chunks(8192))
-                .for_each(|(((th, m), v), g)| {
-                    for i in 0..th.len() {
-                        let gi = g[i] * clip;
-                        m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
-                        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
-                        // m̂ / (√v̂ + eps) with the bias corrections folded in.
-                        let update = (m[i] / bias1) / (v[i].sqrt() / bias2_sqrt + eps);
-                        th[i] = th[i] * decay - lr32 * update;
-                    }
-                });
-            let shape = slot.var.shape().clone();
-            let dtype = slot.var.dtype();
-            let device = slot.var.device().clone();
-            slot.var
-                .set(&Tensor::from_vec(theta, shape, &device)?.to_dtype(dtype)?)?;
+            let theta = slot.var.as_tensor();
+            let in_place =
+                theta.device().is_cpu() && theta.dtype() == DType::F32 && theta.is_contiguous();
+            with_f32(grad, |g| -> candle_core::Result<()> {
+                if in_place {
+                    // Update the parameter's own storage: no copy out, no copy back.
+                    theta.inplace_op1(&InPlaceAdamW {
+                        grad: g,
+                        m: Mutex::new(&mut slot.m),
+                        v: Mutex::new(&mut slot.v),
+                        rule,
+                    })
+                } else {
+                    let mut values = to_f32_vec(theta)?;
+                    rule.apply(&mut values, &mut slot.m, &mut slot.v, g);
+                    let updated = Tensor::from_vec(values, theta.shape(), theta.device())?
+                        .to_dtype(theta.dtype())?;
+                    slot.var.set(&updated)
+                }
+            })??;
         }
         Ok(norm)
+    }
+}
+
+/// Runs `f` over a tensor's values as f32, borrowing CPU f32 storage instead of copying it.
+fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> candle_core::Result<T> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(f(&data[start..end]));
+        }
+    }
+    Ok(f(&to_f32_vec(t)?))
+}
+
+/// The per-element AdamW update with bias corrections folded in.
+#[derive(Debug, Clone, Copy)]
+struct UpdateRule {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    lr: f32,
+    clip: f32,
+    bias1: f32,
+    bias2_sqrt: f32,
+    decay: f32,
+}
+
+impl UpdateRule {
+    fn apply(&self, theta: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32]) {
+        theta
+            .par_chunks_mut(8192)
+            .zip(m.par_chunks_mut(8192))
+            .zip(v.par_chunks_mut(8192))
+            .zip(grad.par_chunks(8192))
+            .for_each(|(((th, m), v), g)| {
+                for i in 0..th.len() {
+                    let gi = g[i] * self.clip;
+                    m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * gi;
+                    v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * gi * gi;
+                    // m̂ / (√v̂ + eps)
+                    let update = (m[i] / self.bias1) / (v[i].sqrt() / self.bias2_sqrt + self.eps);
+                    th[i] = th[i] * self.decay - self.lr * update;
+                }
+            });
+    }
+}
+
+/// Applies [`UpdateRule`] to a parameter's storage in place. candle hands in-place ops a shared
+/// reference to the op, so the moment buffers sit behind (uncontended) mutexes.
+struct InPlaceAdamW<'a> {
+    grad: &'a [f32],
+    m: Mutex<&'a mut Vec<f32>>,
+    v: Mutex<&'a mut Vec<f32>>,
+    rule: UpdateRule,
+}
+
+impl InplaceOp1 for InPlaceAdamW<'_> {
+    fn name(&self) -> &'static str {
+        "attune-adamw"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets())
+        else {
+            candle_core::bail!("adamw: parameter must be contiguous f32");
+        };
+        let mut m = self.m.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self.v.lock().unwrap_or_else(|p| p.into_inner());
+        self.rule
+            .apply(&mut data[start..end], &mut m, &mut v, self.grad);
+        Ok(())
     }
 }
 
