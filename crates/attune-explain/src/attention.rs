@@ -184,7 +184,7 @@ pub fn rollout(layers: &[LayerAttention]) -> Result<Square, ExplainError> {
     Ok(acc)
 }
 
-/// Rollout importance of every input token for the prediction made at `query` ([CLS] = 0).
+/// Rollout importance of every input token for the prediction made at `query` (`[CLS]` = 0).
 pub fn rollout_importance(
     layers: &[LayerAttention],
     query: usize,
