@@ -271,14 +271,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
             cfg.validate().map_err(Error::InvalidArgument)?;
             let mut cfg = cfg.clone();
             cfg.base_model_name_or_path = Some(absolute(&base_dir).display().to_string());
-            (
-                std::sync::Arc::new(|name: &str| {
-                    name.contains(".lora_A.")
-                        || name.contains(".lora_B.")
-                        || name.starts_with("classifier.")
-                }),
-                Some(cfg),
-            )
+            (std::sync::Arc::new(trains_with_lora), Some(cfg))
         }
         (_, Some(_)) => {
             return Err(Error::InvalidArgument(format!(
@@ -303,6 +296,12 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         lora,
         base_dir,
     })
+}
+
+/// What a LoRA run trains and saves in its adapter file: the adapters and the classifier head
+/// (PEFT's `modules_to_save`).
+fn trains_with_lora(name: &str) -> bool {
+    crate::lora::is_adapter_param(name) || name.starts_with("classifier.")
 }
 
 fn resolve_relative(dir: &Path, path: &str) -> PathBuf {
@@ -343,11 +342,7 @@ impl LoadedModel {
                 write_json(&dir.join(ADAPTER_CONFIG_FILE), lora)?;
                 let adapter: Vec<(String, Tensor)> = tensors
                     .into_iter()
-                    .filter(|(k, _)| {
-                        k.contains(".lora_A.")
-                            || k.contains(".lora_B.")
-                            || k.starts_with("classifier.")
-                    })
+                    .filter(|(k, _)| trains_with_lora(k))
                     .map(|(k, t)| (format!("{PEFT_PREFIX}{k}"), t))
                     .collect();
                 save_safetensors(&dir.join(ADAPTER_WEIGHTS_FILE), adapter)

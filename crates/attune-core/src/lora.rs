@@ -110,6 +110,11 @@ impl LoraConfig {
     }
 }
 
+/// Whether a parameter name (PEFT naming) is a LoRA adapter matrix.
+pub fn is_adapter_param(name: &str) -> bool {
+    name.contains(".lora_A.") || name.contains(".lora_B.")
+}
+
 #[derive(Debug, Clone)]
 struct Adapter {
     a: Tensor,

@@ -116,7 +116,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let (adapters, fresh): (Vec<&String>, Vec<&String>) = report
         .initialised
         .iter()
-        .partition(|n| n.contains(".lora_A.") || n.contains(".lora_B."));
+        .partition(|n| attune_core::lora::is_adapter_param(n));
     if !fresh.is_empty() {
         let names: Vec<&str> = fresh.iter().map(|n| n.as_str()).collect();
         eprintln!("initialised from scratch: {}", names.join(", "));
