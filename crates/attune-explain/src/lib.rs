@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod metrics;
 pub mod words;
 
 /// Inputs that do not fit together.
