@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod human;
 pub mod metrics;
 pub mod words;
 
@@ -34,4 +35,12 @@ pub enum ExplainError {
     /// There is nothing to explain (no layers, no tokens).
     #[error("empty input: {0}")]
     Empty(&'static str),
+    /// A human-attention file or a request is malformed.
+    #[error("{location}: {message}")]
+    Input {
+        /// File and line, or the request field.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
 }

@@ -15,7 +15,11 @@ fn metrics_match_scipy_and_sklearn() {
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
     let floats = |v: &serde_json::Value| -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
     };
     for (i, case) in cases.iter().enumerate() {
         let scores = floats(&case["scores"]);
@@ -28,7 +32,10 @@ fn metrics_match_scipy_and_sklearn() {
             .collect();
         let rho = spearman(&scores, &human).unwrap();
         match case["spearman"].as_f64() {
-            Some(want) => assert!((rho.unwrap() - want).abs() < TOLERANCE, "case {i}: spearman"),
+            Some(want) => assert!(
+                (rho.unwrap() - want).abs() < TOLERANCE,
+                "case {i}: spearman"
+            ),
             None => assert_eq!(rho, None, "case {i}: spearman undefined"),
         }
         for (name, got) in [
@@ -37,7 +44,10 @@ fn metrics_match_scipy_and_sklearn() {
             ("iou_f1", iou_f1(&scores, &rationale).unwrap()),
         ] {
             let want = case[name].as_f64().unwrap();
-            assert!((got - want).abs() < TOLERANCE, "case {i}: {name} {got} vs {want}");
+            assert!(
+                (got - want).abs() < TOLERANCE,
+                "case {i}: {name} {got} vs {want}"
+            );
         }
     }
 }
