@@ -127,6 +127,16 @@ impl TextTokenizer {
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
     }
 
+    /// Id of the padding token: explanation baselines replace words by it.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Id of a vocabulary token such as `[MASK]`, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Tokenises `texts`, truncating each to `max_len` tokens (special tokens included).
     pub fn encode(&self, texts: &[&str], max_len: usize) -> Result<Vec<Encoding>> {
         if max_len < 2 {

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod attention;
+pub mod explainer;
 pub mod human;
 pub mod metrics;
 pub mod words;
