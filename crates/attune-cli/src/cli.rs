@@ -26,6 +26,94 @@ pub enum Command {
     Predict(PredictArgs),
     /// Measure inference and training speed (optionally beside PyTorch).
     Bench(BenchArgs),
+    /// Show where the model looks: per-word importance by attention, rollout, flow, gradients,
+    /// integrated gradients or occlusion, as a terminal heatmap, JSON lines or an HTML page.
+    Explain(ExplainArgs),
+    /// Measure how far model importance is from human attention (eye tracking, rationales).
+    Align(AlignArgs),
+}
+
+/// Options shared by `explain` and `align`.
+#[derive(Debug, Args, Clone)]
+pub struct MethodArgs {
+    /// Comma-separated methods: raw, rollout, flow, saliency, grad_input, ig, occlusion, or all.
+    #[arg(long, default_value = "all")]
+    pub methods: String,
+    /// Layer for raw attention (0-based); default the last.
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Head for raw attention (0-based); default the mean over heads.
+    #[arg(long)]
+    pub head: Option<usize>,
+    /// Integrated-gradients steps.
+    #[arg(long, default_value_t = 50)]
+    pub ig_steps: usize,
+    /// Integrated-gradients baseline for words: pad, mask or zero.
+    #[arg(long, default_value = "pad")]
+    pub baseline: String,
+    /// Token limit per text; default the run's training max length.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Rows per forward/backward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Trained run directory (or any classifier directory).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Texts to explain; read from stdin, one per line, when none are given.
+    pub texts: Vec<String>,
+    #[command(flatten)]
+    pub methods: MethodArgs,
+    /// Class to explain (label name); default the predicted class of each text.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// One JSON object per text on stdout instead of the heatmap.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML page with the texts shaded per method.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Plain text instead of ANSI colours (also when NO_COLOR is set or stdout is not a terminal).
+    #[arg(long)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    /// Trained run directory (or any classifier directory, e.g. the pretrained model).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Human attention, JSONL: `tokens` plus `relfix` (eye tracking) or `rationale` (0/1).
+    #[arg(long)]
+    pub human: PathBuf,
+    /// Keep only records whose `split` field has this value (e.g. test).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Use at most this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sentences with fewer aligned words are skipped for Spearman (and counted).
+    #[arg(long, default_value_t = 3)]
+    pub min_words: usize,
+    /// Word frequencies for the frequency baseline: `word<TAB>zipf` lines.
+    #[arg(long)]
+    pub word_frequencies: Option<PathBuf>,
+    /// Skip the faithfulness metrics (comprehensiveness, sufficiency), which cost ten forward
+    /// passes per text and method.
+    #[arg(long)]
+    pub no_faithfulness: bool,
+    /// Seed for the bootstrap intervals.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub methods: MethodArgs,
+    /// Output directory: align.json, per-text scores and the chart.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Which columns hold what, and how to treat bad rows.

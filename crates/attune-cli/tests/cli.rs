@@ -1,20 +1,12 @@
 //! End-to-end tests of the `attune` binary on a tiny random-weight model.
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use attune_test::write_tiny_model;
 
-fn attune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(args)
-        .output()
-        .expect("run attune")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{attune, stderr};
 
 /// 32 texts over the toy vocabulary whose label is decided by one sentiment word.
 fn write_toy_dataset(path: &Path) {

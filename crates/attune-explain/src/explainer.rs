@@ -288,6 +288,11 @@ impl<'a> Explainer<'a> {
         &self.config
     }
 
+    /// Class names of the model, in index order.
+    pub fn labels(&self) -> &[String] {
+        &self.model.labels
+    }
+
     /// Explains each text with every configured method; results in input order.
     pub fn explain(&self, texts: &[&str]) -> Result<Vec<Explanation>, RunError> {
         let encodings = self.model.tokenizer.encode(texts, self.config.max_len)?;

@@ -4,10 +4,12 @@
 //! so it can be tested on hand-worked examples and reused by the CLI and the server alike.
 #![deny(missing_docs)]
 
+pub mod alignment;
 pub mod attention;
 pub mod explainer;
 pub mod human;
 pub mod metrics;
+pub mod render;
 pub mod words;
 
 /// Inputs that do not fit together.

@@ -145,6 +145,88 @@ pub fn line_panels(path: &Path, panels: &[Panel]) -> Result<(), PlotError> {
     root.present().map_err(|e| err(path, e))
 }
 
+/// One bar of an interval chart: a mean with its confidence interval.
+#[derive(Debug, Clone)]
+pub struct IntervalBar {
+    /// Label under the bar.
+    pub name: String,
+    /// Bar height.
+    pub mean: f64,
+    /// Lower end of the interval.
+    pub low: f64,
+    /// Upper end of the interval.
+    pub high: f64,
+}
+
+/// Panels of bars with interval whiskers, side by side (e.g. one panel per metric, one bar per
+/// method), into a PNG.
+pub fn interval_bars(path: &Path, panels: &[(String, Vec<IntervalBar>)]) -> Result<(), PlotError> {
+    let width = 460 * panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, (title, bars)) in areas.iter().zip(panels) {
+        let (y0, y1) = bounds(
+            bars.iter()
+                .flat_map(|b| [b.low, b.high, b.mean])
+                .chain(std::iter::once(0.0)),
+        );
+        let names: Vec<String> = bars.iter().map(|b| b.name.clone()).collect();
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(70)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..(bars.len() as f64 - 0.5), y0..y1)
+            .map_err(|e| err(path, e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(bars.len().max(1))
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_style(
+                ("sans-serif", 13)
+                    .into_font()
+                    .transform(FontTransform::Rotate90),
+            )
+            .y_label_formatter(&tick)
+            .draw()
+            .map_err(|e| err(path, e))?;
+        for (i, b) in bars.iter().enumerate() {
+            let x = i as f64;
+            let colour = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x - 0.35, 0.0), (x + 0.35, b.mean)],
+                    colour.mix(0.7).filled(),
+                )))
+                .map_err(|e| err(path, e))?;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, b.low), (x, b.high)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(|e| err(path, e))?;
+            for y in [b.low, b.high] {
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x - 0.12, y), (x + 0.12, y)],
+                        BLACK.stroke_width(2),
+                    )))
+                    .map_err(|e| err(path, e))?;
+            }
+        }
+    }
+    root.present().map_err(|e| err(path, e))
+}
+
 /// Draws a confusion matrix (rows: true label, columns: predicted), shaded by row-normalised
 /// share and annotated with counts.
 pub fn confusion_matrix(

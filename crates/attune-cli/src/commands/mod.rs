@@ -1,6 +1,8 @@
 //! One module per command.
+mod align;
 mod bench;
 mod eval;
+mod explain;
 mod predict;
 mod train;
 
@@ -18,6 +20,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Align(args) => align::run(args),
     }
 }
 
@@ -86,4 +90,24 @@ fn load_trained(dir: &Path) -> anyhow::Result<attune_core::checkpoint::LoadedMod
         model.model.merge_lora()?;
     }
     Ok(model)
+}
+
+/// Explainer settings from the command line.
+fn explain_config(
+    args: &crate::cli::MethodArgs,
+    run_dir: &Path,
+) -> anyhow::Result<attune_explain::explainer::ExplainConfig> {
+    Ok(attune_explain::explainer::ExplainConfig {
+        methods: attune_explain::explainer::parse_methods(&args.methods)?,
+        layer: args.layer,
+        head: args.head,
+        ig_steps: args.ig_steps,
+        baseline: args.baseline.parse()?,
+        max_len: match args.max_len {
+            Some(m) => m,
+            None => trained_max_len(run_dir)?,
+        },
+        batch_size: args.batch_size,
+        target: None,
+    })
 }
