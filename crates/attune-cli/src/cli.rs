@@ -145,6 +145,13 @@ pub struct DataArgs {
     /// Separator between the labels of one text in multi-label data.
     #[arg(long, default_value = "|")]
     pub label_separator: String,
+    /// JSONL only: keep rows whose FIELD equals VALUE, e.g. `--where split=val`.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub where_: Option<String>,
+    /// JSONL only: field with one human importance value per word (e.g. HateXplain's
+    /// `rationale_mean`), used by `--attention-loss-weight`.
+    #[arg(long, value_name = "FIELD")]
+    pub rationales: Option<String>,
 }
 
 /// Pooling of the classification head.
@@ -232,6 +239,13 @@ pub struct TrainArgs {
     #[arg(long, default_value = "query,value", value_delimiter = ',')]
     pub lora_targets: Vec<String>,
     /// Input options.
+    /// Weight λ of the attention-supervision loss (HateXplain): pulls the last layer's
+    /// head-averaged CLS attention toward softmax(β · rationale). 0 turns it off.
+    #[arg(long, default_value_t = 0.0)]
+    pub attention_loss_weight: f64,
+    /// Sharpness β of the attention target.
+    #[arg(long, default_value_t = 10.0)]
+    pub attention_sharpness: f64,
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -44,7 +44,7 @@ pub enum DataError {
 }
 
 /// One labelled text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Example {
     /// The text as found (after optional preprocessing).
     pub text: String,
@@ -52,6 +52,19 @@ pub struct Example {
     pub label: String,
     /// 1-based line of the file it came from.
     pub line: u64,
+    /// Human word importance (e.g. HateXplain's `rationale_mean`) when read with
+    /// [`ReadOptions::rationale_field`]; `None` when the text has none or nobody marked a word.
+    pub rationale: Option<Rationale>,
+}
+
+/// Importance people gave the words of a text: one value per word, with each word's byte span
+/// in [`Example::text`] so it can be mapped onto any tokenizer's tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rationale {
+    /// `[start, end)` byte offsets of the words.
+    pub spans: Vec<(usize, usize)>,
+    /// One value ≥ 0 per word (0/1 masks or fractions of annotators).
+    pub values: Vec<f32>,
 }
 
 /// How to read a dataset.
@@ -70,6 +83,11 @@ pub struct ReadOptions {
     /// Multi-label data: labels are joined by this separator (`"a|b"`); in JSONL a label may
     /// also be an array. `None` for single-label data.
     pub label_separator: Option<String>,
+    /// JSONL only: keep rows whose `field` equals `value` (e.g. `split` = `val`).
+    pub filter: Option<(String, String)>,
+    /// JSONL only: field with one number per word of the text (per item when the text field is
+    /// a token list, else per whitespace-separated word), read into [`Example::rationale`].
+    pub rationale_field: Option<String>,
 }
 
 /// Text preprocessing from the original seed project. Off by default: subword models were
@@ -123,6 +141,8 @@ pub struct Dataset {
 
 const TEXT_GUESSES: &[&str] = &[
     "text",
+    "tokens",
+    "post_tokens",
     "sentence",
     "content",
     "review",
@@ -205,8 +225,32 @@ pub fn read_dataset(path: &Path, opts: &ReadOptions) -> Result<Dataset, DataErro
             message: "file is empty".into(),
         });
     }
+    let format = format_of(path)?;
+    if !matches!(format, Format::Jsonl) {
+        for (set, flag) in [
+            (opts.filter.is_some(), "--where"),
+            (opts.rationale_field.is_some(), "--rationales"),
+        ] {
+            if set {
+                return Err(DataError::File {
+                    path: path.to_path_buf(),
+                    message: format!("{flag} applies to JSONL files only"),
+                });
+            }
+        }
+    }
+    if opts.rationale_field.is_some()
+        && (opts.preprocess.lowercase || opts.preprocess.remove_stop_words)
+    {
+        return Err(DataError::File {
+            path: path.to_path_buf(),
+            message: "--rationales cannot be combined with --lowercase or \
+                      --remove-stop-words (they would move the words the rationale refers to)"
+                .into(),
+        });
+    }
     let mut rows = Rows::default();
-    match format_of(path)? {
+    match format {
         Format::Delimited(delim) => read_delimited(path, delim, opts, &mut rows)?,
         Format::Jsonl => read_jsonl(path, opts, &mut rows)?,
     }
@@ -359,6 +403,7 @@ fn read_delimited(
                 let text = record.get(ti).unwrap_or("");
                 let label = record.get(li).unwrap_or("").trim();
                 check_fields(path, line, text, label, (&text_col, &label_col)).map(|()| Example {
+                    rationale: None,
                     text: text.trim_end().to_string(),
                     label: label.to_string(),
                     line,
@@ -490,18 +535,125 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, rows: &mut Rows) -> Result<(), Da
                 None => Err(row_err(format!("missing field {name:?}"))),
             }
         };
-        let result = field(&text_col).and_then(|text| {
+        if let Some((key, wanted)) = &opts.filter {
+            let value = match object.get(key) {
+                Some(serde_json::Value::String(v)) => v.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            if &value != wanted {
+                continue;
+            }
+        }
+        // A pre-tokenised text (a list of words, as in HateXplain's `post_tokens`) is joined by
+        // spaces, remembering where each word went.
+        let text_and_spans = match object.get(&text_col) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .map(|words| join_words(&words))
+                .ok_or_else(|| {
+                    row_err(format!(
+                        "field {text_col:?} must be a string or a list of strings"
+                    ))
+                }),
+            _ => field(&text_col).map(|t: String| {
+                let spans = whitespace_spans(&t);
+                (t, spans)
+            }),
+        };
+        let result = text_and_spans.and_then(|(text, spans)| {
             let label = field(&label_col)?;
             check_fields(path, line_no, &text, &label, (&text_col, &label_col))?;
+            let rationale = match &opts.rationale_field {
+                Some(name) => {
+                    read_rationale(object.get(name), name, spans).map_err(|m| row_err(m))?
+                }
+                None => None,
+            };
             Ok(Example {
                 text,
                 label: label.trim().to_string(),
                 line: line_no,
+                rationale,
             })
         });
         rows.push(result, opts)?;
     }
     Ok(())
+}
+
+/// Joins words with single spaces; returns the text and each word's byte span in it.
+fn join_words(words: &[String]) -> (String, Vec<(usize, usize)>) {
+    let mut text = String::new();
+    let mut spans = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        spans.push((text.len(), text.len() + w.len()));
+        text.push_str(w);
+    }
+    (text, spans)
+}
+
+/// Byte spans of the whitespace-separated words of `text`.
+fn whitespace_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    spans
+}
+
+/// One value per word from a JSON list; `None` when every value is 0 (nobody marked a word:
+/// such texts train without attention supervision).
+fn read_rationale(
+    value: Option<&serde_json::Value>,
+    name: &str,
+    spans: Vec<(usize, usize)>,
+) -> Result<Option<Rationale>, String> {
+    let items = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(other) => {
+            return Err(format!(
+                "field {name:?} must be a list of numbers, got {other}"
+            ))
+        }
+    };
+    let values = items
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(|x| x as f32)
+        })
+        .collect::<Option<Vec<f32>>>()
+        .ok_or_else(|| format!("field {name:?} must hold numbers ≥ 0"))?;
+    if values.len() != spans.len() {
+        return Err(format!(
+            "field {name:?} has {} values but the text has {} words",
+            values.len(),
+            spans.len()
+        ));
+    }
+    Ok(values
+        .iter()
+        .any(|&v| v > 0.0)
+        .then_some(Rationale { spans, values }))
 }
 
 /// The labels of one example under multi-label `separator` (empty parts dropped).
@@ -515,16 +667,11 @@ pub fn split_labels<'a>(label: &'a str, separator: &str) -> Vec<&'a str> {
 
 /// The union of all labels of a multi-label training set, ordered as [`label_set`] orders.
 pub fn multi_label_set(examples: &[Example], separator: &str) -> Vec<String> {
-    let parts: Vec<Example> = examples
-        .iter()
-        .flat_map(|e| split_labels(&e.label, separator))
-        .map(|l| Example {
-            text: String::new(),
-            label: l.to_string(),
-            line: 0,
-        })
-        .collect();
-    label_set(&parts)
+    sorted_labels(
+        examples
+            .iter()
+            .flat_map(|e| split_labels(&e.label, separator)),
+    )
 }
 
 /// Label-id sets of a multi-label dataset; an unknown label is an error naming file and line.
@@ -561,7 +708,11 @@ pub fn label_id_sets(
 /// The label set of a training set, in a stable order: numeric order when every label is an
 /// integer (so GLUE's 0/1 map to ids 0/1), else alphabetical.
 pub fn label_set(examples: &[Example]) -> Vec<String> {
-    let unique: BTreeSet<&str> = examples.iter().map(|e| e.label.as_str()).collect();
+    sorted_labels(examples.iter().map(|e| e.label.as_str()))
+}
+
+fn sorted_labels<'a>(all: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let unique: BTreeSet<&str> = all.collect();
     let mut labels: Vec<String> = unique.into_iter().map(str::to_string).collect();
     if labels.iter().all(|l| l.parse::<i64>().is_ok()) {
         labels.sort_by_key(|l| l.parse::<i64>().expect("checked"));
@@ -654,6 +805,7 @@ mod tests {
     #[test]
     fn numeric_labels_sort_numerically() {
         let ex = |l: &str| Example {
+            rationale: None,
             text: "x".into(),
             label: l.into(),
             line: 1,
@@ -804,11 +956,13 @@ mod tests {
         let ds = Dataset {
             examples: vec![
                 Example {
+                    rationale: None,
                     text: "a".into(),
                     label: "pos".into(),
                     line: 2,
                 },
                 Example {
+                    rationale: None,
                     text: "b".into(),
                     label: "meh".into(),
                     line: 3,
@@ -830,6 +984,7 @@ mod tests {
     fn stratified_split_is_seeded_and_keeps_class_ratios() {
         let examples: Vec<Example> = (0..100)
             .map(|i| Example {
+                rationale: None,
                 text: format!("t{i}"),
                 label: if i % 4 == 0 { "a" } else { "b" }.into(),
                 line: i + 2,
@@ -843,6 +998,43 @@ mod tests {
         assert_eq!(dev, dev2);
         let (_, dev3) = stratified_split(examples, 0.2, 8);
         assert_ne!(dev, dev3);
+    }
+
+    #[test]
+    fn token_lists_filters_and_rationales_from_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "h.jsonl",
+            "{\"tokens\": [\"you\", \"are\", \"vile\"], \"label\": \"hate\", \"split\": \"val\", \"r\": [0, 0.5, 1]}\n\
+             {\"tokens\": [\"hello\"], \"label\": \"normal\", \"split\": \"test\", \"r\": [0]}\n\
+             {\"tokens\": [\"hi\", \"all\"], \"label\": \"normal\", \"split\": \"val\", \"r\": [0, 0]}\n"
+                .as_bytes(),
+        );
+        let opts = ReadOptions {
+            filter: Some(("split".into(), "val".into())),
+            rationale_field: Some("r".into()),
+            ..ReadOptions::default()
+        };
+        let ds = read_dataset(&p, &opts).unwrap();
+        assert_eq!(ds.examples.len(), 2);
+        assert_eq!(ds.examples[0].text, "you are vile");
+        let r = ds.examples[0].rationale.as_ref().unwrap();
+        assert_eq!(r.spans, vec![(0, 3), (4, 7), (8, 12)]);
+        assert_eq!(r.values, vec![0.0, 0.5, 1.0]);
+        assert_eq!(
+            ds.examples[1].rationale, None,
+            "all-zero rationale: unsupervised"
+        );
+        let bad =
+            "{\"tokens\": [\"a\", \"b\"], \"label\": \"x\", \"split\": \"val\", \"r\": [1]}\n";
+        let e = error_of("b.jsonl", bad.as_bytes(), &opts);
+        assert!(
+            e.contains("b.jsonl:1: field \"r\" has 1 values but the text has 2 words"),
+            "{e}"
+        );
+        let e = error_of("c.tsv", b"text\tlabel\na\tb\n", &opts);
+        assert!(e.contains("--where applies to JSONL files only"), "{e}");
     }
 
     #[test]
@@ -869,6 +1061,7 @@ mod tests {
         );
         let bad = Dataset {
             examples: vec![Example {
+                rationale: None,
                 text: "t".into(),
                 label: "x|w".into(),
                 line: 4,

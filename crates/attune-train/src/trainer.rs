@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Encoding;
 
+use crate::data::Rationale;
 use crate::metrics::{evaluate, evaluate_multilabel, Evaluation};
 use crate::optim::{linear_schedule, AdamW, AdamWConfig};
 
@@ -98,6 +99,17 @@ pub struct TrainConfig {
     pub metric: String,
     /// Sort texts of similar length into the same batch (less padding).
     pub length_bucketing: bool,
+    /// Weight λ of the attention-supervision loss (0: off); see [`attention_loss`].
+    #[serde(default)]
+    pub attention_loss_weight: f64,
+    /// Sharpness β of the attention target `softmax(β · rationale)` (HateXplain's "variance",
+    /// 10 in Mathew et al. 2021).
+    #[serde(default = "default_sharpness")]
+    pub attention_sharpness: f64,
+}
+
+fn default_sharpness() -> f64 {
+    10.0
 }
 
 impl Default for TrainConfig {
@@ -116,6 +128,8 @@ impl Default for TrainConfig {
             class_weights: ClassWeights::None,
             metric: "accuracy".into(),
             length_bucketing: true,
+            attention_loss_weight: 0.0,
+            attention_sharpness: default_sharpness(),
         }
     }
 }
@@ -141,6 +155,12 @@ impl TrainConfig {
         }
         if self.metric != "accuracy" && self.metric != "macro_f1" {
             return bad("--metric must be accuracy or macro_f1");
+        }
+        if !(self.attention_loss_weight >= 0.0 && self.attention_loss_weight.is_finite()) {
+            return bad("--attention-loss-weight must be a number ≥ 0");
+        }
+        if !(self.attention_sharpness > 0.0 && self.attention_sharpness.is_finite()) {
+            return bad("--attention-sharpness must be a positive number");
         }
         Ok(())
     }
@@ -211,6 +231,9 @@ pub struct LabelledTexts {
     pub texts: Vec<String>,
     /// Their labels, in the same order.
     pub gold: Gold,
+    /// Human word importance per text (same order), for attention supervision; empty when the
+    /// data has none.
+    pub rationales: Vec<Option<Rationale>>,
 }
 
 /// One optimisation step, as logged to `metrics.jsonl`.
@@ -228,6 +251,10 @@ pub struct StepLog {
     pub grad_norm: f64,
     /// Training throughput of this step.
     pub sentences_per_s: f64,
+    /// Attention-supervision loss of the batch (before weighting), when it is on and the batch
+    /// has supervised texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_loss: Option<f64>,
 }
 
 /// One dev evaluation, as logged to `evals.jsonl`.
@@ -381,6 +408,53 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text).map_err(io_err(path))
 }
 
+/// The attention target of one text over its tokens (HateXplain, Mathew et al. 2021, §5.2):
+/// each token takes the human value of the word it lies in (special tokens and tokens outside
+/// every word: 0), then `softmax(β · values)` over the text's tokens. A word split into several
+/// pieces gives each piece its value, as HateXplain does.
+pub fn attention_target(encoding: &Encoding, rationale: &Rationale, sharpness: f64) -> Vec<f32> {
+    let values: Vec<f64> = encoding
+        .get_offsets()
+        .iter()
+        .zip(encoding.get_word_ids())
+        .map(|(&(start, end), word)| {
+            if word.is_none() || end <= start {
+                return 0.0;
+            }
+            rationale
+                .spans
+                .iter()
+                .position(|&(s, e)| start >= s && start < e)
+                .map_or(0.0, |w| f64::from(rationale.values[w]))
+        })
+        .collect();
+    let max = values
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(sharpness * v));
+    let exps: Vec<f64> = values
+        .iter()
+        .map(|&v| (sharpness * v - max).exp())
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+/// Attention-supervision loss (Mathew et al. 2021, "HateXplain", AAAI, §5.2): the cross-entropy
+/// `−Σ_t target_t · log a_t` between each supervised text's target (see [`attention_target`])
+/// and `a`, the last layer's `[CLS]` attention row averaged over heads, averaged over the
+/// supervised texts of the batch. `targets` is `[batch, seq]` (zero rows for texts without a
+/// rationale), `supervised` the number of non-zero rows. Attention probabilities of padding are
+/// exactly 0 and their targets too; the clamp keeps `0 · log 0` at 0.
+pub fn attention_loss(
+    last_layer_attention: &Tensor,
+    targets: &Tensor,
+    supervised: usize,
+) -> Result<Tensor> {
+    let cls_row = last_layer_attention.narrow(2, 0, 1)?.squeeze(2)?.mean(1)?;
+    let log_a = cls_row.clamp(1e-12, 1.0)?.log()?;
+    Ok(((targets * log_a)?.sum_all()? * (-1.0 / supervised.max(1) as f64))?)
+}
+
 /// Fine-tunes `model` on `train`, keeping the checkpoint that scores best on `dev`, and fills
 /// `run_dir` (see the module docs).
 pub fn train(
@@ -395,6 +469,21 @@ pub fn train(
     cfg.validate()?;
     if train.texts.len() != train.gold.len() || dev.texts.len() != dev.gold.len() {
         return Err(TrainError::Config("every text needs its labels".into()));
+    }
+    let supervised_texts = train.rationales.iter().flatten().count();
+    if cfg.attention_loss_weight > 0.0 {
+        if train.rationales.len() != train.texts.len() {
+            return Err(TrainError::Config(
+                "--attention-loss-weight needs human rationales for the training texts \
+                 (--rationales FIELD)"
+                    .into(),
+            ));
+        }
+        if supervised_texts == 0 {
+            return Err(TrainError::Config(
+                "--attention-loss-weight: no training text has a marked word".into(),
+            ));
+        }
     }
     if train.texts.is_empty() || dev.texts.is_empty() {
         return Err(TrainError::Config(
@@ -414,6 +503,18 @@ pub fn train(
     let train_enc = encode_all(model, &train.texts, cfg.max_len, obs, "tokenising train")?;
     let dev_enc = encode_all(model, &dev.texts, cfg.max_len, obs, "tokenising dev")?;
     let lengths: Vec<usize> = train_enc.iter().map(Encoding::len).collect();
+    let attention_targets: Vec<Option<Vec<f32>>> = if cfg.attention_loss_weight > 0.0 {
+        train_enc
+            .iter()
+            .zip(&train.rationales)
+            .map(|(enc, r)| {
+                r.as_ref()
+                    .map(|r| attention_target(enc, r, cfg.attention_sharpness))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let device = model.model.device().clone();
 
     let class_weights = match (cfg.class_weights, &train.gold) {
@@ -476,6 +577,7 @@ pub fn train(
     let mut sentences = 0usize;
     let train_opts = ForwardOptions {
         train: true,
+        output_attentions: cfg.attention_loss_weight > 0.0,
         ..ForwardOptions::default()
     };
 
@@ -493,9 +595,29 @@ pub fn train(
                 &device,
             )?;
             let out = model.model.forward(&batch, &train_opts)?;
-            let loss = train
+            let mut loss = train
                 .gold
                 .loss(&out.logits, &indices, class_weights.as_ref())?;
+            let mut attention_loss_value = None;
+            if let Some(last) = out.attentions.last() {
+                let seq = last.dim(3)?;
+                let mut targets = vec![0f32; indices.len() * seq];
+                let mut supervised = 0;
+                for (row, &i) in indices.iter().enumerate() {
+                    if let Some(t) = &attention_targets[i] {
+                        targets[row * seq..row * seq + t.len()].copy_from_slice(t);
+                        supervised += 1;
+                    }
+                }
+                if supervised > 0 {
+                    let targets = Tensor::from_vec(targets, (indices.len(), seq), &device)?
+                        .to_dtype(last.dtype())?;
+                    let att = attention_loss(last, &targets, supervised)?;
+                    attention_loss_value =
+                        Some(att.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?);
+                    loss = (loss + (att * cfg.attention_loss_weight)?)?;
+                }
+            }
             let loss_value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
             step += 1;
             if !loss_value.is_finite() {
@@ -514,6 +636,7 @@ pub fn train(
                 lr,
                 grad_norm,
                 sentences_per_s: indices.len() as f64 / elapsed.max(1e-9),
+                attention_loss: attention_loss_value,
             };
             serde_json::to_writer(&mut metrics, &log).expect("serialisable");
             metrics.write_all(b"\n").map_err(io_err(&metrics_path))?;

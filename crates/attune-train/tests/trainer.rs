@@ -1,8 +1,12 @@
 //! The training loop on a tiny random model: early stopping, best-checkpoint keeping, class
 //! weights.
 use attune_core::checkpoint::{self, LoadOptions, TrainMode};
+use attune_core::ForwardOptions;
 use attune_test::write_tiny_model;
-use attune_train::trainer::{train, ClassWeights, Gold, LabelledTexts, Silent, TrainConfig};
+use attune_train::data::Rationale;
+use attune_train::trainer::{
+    attention_loss, attention_target, train, ClassWeights, Gold, LabelledTexts, Silent, TrainConfig,
+};
 
 fn toy(n: usize) -> LabelledTexts {
     let pos = ["the movie was very good", "great acting !", "fun plot"];
@@ -21,6 +25,7 @@ fn toy(n: usize) -> LabelledTexts {
     LabelledTexts {
         texts,
         gold: Gold::Single(labels),
+        rationales: Vec::new(),
     }
 }
 
@@ -156,6 +161,7 @@ fn multi_label_training_fits_label_sets() {
     let data = LabelledTexts {
         texts: texts.iter().map(|t| t.to_string()).collect(),
         gold: Gold::Multi(sets),
+        rationales: Vec::new(),
     };
     let cfg = TrainConfig {
         epochs: 150,
@@ -187,5 +193,129 @@ fn multi_label_training_fits_label_sets() {
     assert!(
         !run.join("confusion_matrix.png").exists(),
         "no confusion matrix for multi-label"
+    );
+}
+
+/// Word spans of a space-joined text, with 1.0 on the words listed in `marked`.
+fn rationale(text: &str, marked: &[&str]) -> Rationale {
+    let mut spans = Vec::new();
+    let mut values = Vec::new();
+    let mut pos = 0;
+    for w in text.split(' ') {
+        spans.push((pos, pos + w.len()));
+        values.push(if marked.contains(&w) { 1.0 } else { 0.0 });
+        pos += w.len() + 1;
+    }
+    Rationale { spans, values }
+}
+
+#[test]
+fn attention_target_spreads_a_word_value_over_its_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 1, 0.02);
+    let model = load(&dir.path().join("base"));
+    // [CLS] the plot was un ##fun [SEP]: "unfun" is one word of two pieces.
+    let text = "the plot was unfun";
+    let enc = &model.tokenizer.encode(&[text], 32).unwrap()[0];
+    assert_eq!(enc.len(), 7);
+    let target = attention_target(enc, &rationale(text, &["unfun"]), 10.0);
+    let e10 = 10f64.exp();
+    let (hot, cold) = (e10 / (2.0 * e10 + 5.0), 1.0 / (2.0 * e10 + 5.0));
+    let want = [cold, cold, cold, cold, hot, hot, cold];
+    for (t, w) in target.iter().zip(want) {
+        assert!((f64::from(*t) - w).abs() < 1e-6, "{target:?}");
+    }
+}
+
+/// With the auxiliary loss on, the last layer's CLS attention ends much closer to the human
+/// rationale than after the same training without it.
+#[test]
+fn attention_supervision_pulls_attention_toward_rationales() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 1, 0.02);
+    let mut data = toy(24);
+    data.rationales = data
+        .texts
+        .iter()
+        .map(|t| {
+            let sentiment = ["good", "great", "fun", "bad", "awful", "boring"];
+            let marked: Vec<&str> = t.split(' ').filter(|w| sentiment.contains(w)).collect();
+            Some(rationale(t, &marked))
+        })
+        .collect();
+    let attention_ce = |weight: f64| -> f64 {
+        let model = load(&dir.path().join("base"));
+        let cfg = TrainConfig {
+            epochs: 30,
+            batch_size: 8,
+            lr: 3e-3,
+            warmup_ratio: 0.0,
+            attention_loss_weight: weight,
+            ..Default::default()
+        };
+        train(
+            &model,
+            &data,
+            &toy(8),
+            &cfg,
+            &dir.path().join(format!("run-{weight}")),
+            serde_json::json!({}),
+            &mut Silent,
+        )
+        .unwrap();
+        let refs: Vec<&str> = data.texts.iter().map(String::as_str).collect();
+        let batch = model
+            .tokenizer
+            .batch(&refs, 32, model.model.device())
+            .unwrap();
+        let out = model
+            .model
+            .forward(&batch, &ForwardOptions::with_attentions())
+            .unwrap();
+        let seq = batch.lengths.iter().copied().max().unwrap();
+        let mut targets = vec![0f32; refs.len() * seq];
+        for (row, (enc, r)) in batch.encodings.iter().zip(&data.rationales).enumerate() {
+            let t = attention_target(enc, r.as_ref().unwrap(), 10.0);
+            targets[row * seq..row * seq + t.len()].copy_from_slice(&t);
+        }
+        let targets =
+            attune_core::Tensor::from_vec(targets, (refs.len(), seq), model.model.device())
+                .unwrap();
+        attention_loss(out.attentions.last().unwrap(), &targets, refs.len())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .into()
+    };
+    let (without, with) = (attention_ce(0.0), attention_ce(5.0));
+    assert!(
+        with < 0.5 * without,
+        "attention cross-entropy with supervision {with} vs without {without}"
+    );
+}
+
+#[test]
+fn attention_supervision_needs_rationales() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("base"), &["a", "b"], 1, 0.02);
+    let model = load(&dir.path().join("base"));
+    let cfg = TrainConfig {
+        attention_loss_weight: 1.0,
+        ..Default::default()
+    };
+    let e = train(
+        &model,
+        &toy(8),
+        &toy(8),
+        &cfg,
+        &dir.path().join("r"),
+        serde_json::json!({}),
+        &mut Silent,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--attention-loss-weight needs human rationales"),
+        "{e}"
     );
 }

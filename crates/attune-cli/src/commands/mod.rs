@@ -25,8 +25,17 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn read_options(args: &DataArgs) -> ReadOptions {
-    ReadOptions {
+fn read_options(args: &DataArgs) -> anyhow::Result<ReadOptions> {
+    let filter = match &args.where_ {
+        Some(spec) => {
+            let (field, value) = spec
+                .split_once('=')
+                .with_context(|| format!("--where {spec:?}: expected FIELD=VALUE"))?;
+            Some((field.trim().to_owned(), value.trim().to_owned()))
+        }
+        None => None,
+    };
+    Ok(ReadOptions {
         text_column: args.text_column.clone(),
         label_column: args.label_column.clone(),
         limit: args.limit,
@@ -36,12 +45,14 @@ fn read_options(args: &DataArgs) -> ReadOptions {
             remove_stop_words: args.remove_stop_words,
         },
         label_separator: args.multi_label.then(|| args.label_separator.clone()),
-    }
+        filter,
+        rationale_field: args.rationales.clone(),
+    })
 }
 
 /// Reads a dataset and reports any skipped rows on stderr.
 fn read_dataset(path: &Path, args: &DataArgs) -> anyhow::Result<attune_train::data::Dataset> {
-    let ds = attune_train::data::read_dataset(path, &read_options(args))?;
+    let ds = attune_train::data::read_dataset(path, &read_options(args)?)?;
     if !ds.skipped.is_empty() {
         eprintln!(
             "{}: skipped {} bad rows; first: {}",

@@ -13,6 +13,11 @@ fn labelled(ds: &Dataset, labels: &[String], args: &DataArgs) -> anyhow::Result<
     Ok(LabelledTexts {
         texts: ds.examples.iter().map(|e| e.text.clone()).collect(),
         gold: super::gold_of(ds, labels, args)?,
+        rationales: if args.rationales.is_some() {
+            ds.examples.iter().map(|e| e.rationale.clone()).collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -35,6 +40,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
         metric: args.metric.clone(),
         length_bucketing: !args.no_bucketing,
+        attention_loss_weight: args.attention_loss_weight,
+        attention_sharpness: args.attention_sharpness,
     };
     cfg.validate()?;
     if !(0.0..1.0).contains(&args.dev_fraction) || args.dev_fraction == 0.0 {
@@ -157,6 +164,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         "remove_stop_words": args.data.remove_stop_words,
         "multi_label": args.data.multi_label,
         "label_separator": args.data.label_separator,
+        "where": args.data.where_,
+        "rationales": args.data.rationales,
     });
     let mut bars = Bars::new();
     let summary = trainer::train(&model, &train, &dev, &cfg, &args.out, extra, &mut bars)
