@@ -226,3 +226,44 @@ fn align_on_rationales_reports_plausibility_and_faithfulness() {
     // first → miss) and "acting" (miss): token F1 = 0 for both.
     assert_eq!(report["word_length"]["token_f1"]["mean"], 0.0);
 }
+
+#[test]
+fn a_base_model_is_explained_by_attention_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config_path = std::path::Path::new(&model).join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let object = config.as_object_mut().unwrap();
+    object.remove("id2label");
+    object.remove("label2id");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let o = attune(&[
+        "explain",
+        "--model",
+        &model,
+        "--json",
+        "--methods",
+        "raw,rollout,flow",
+        "great acting",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["scores"]["flow"].as_array().unwrap().len(), 2);
+    let o = attune(&[
+        "explain",
+        "--model",
+        &model,
+        "--methods",
+        "rollout,saliency",
+        "great acting",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(
+            "a base model without a classification head; `saliency` explains a prediction"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

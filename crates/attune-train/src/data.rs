@@ -567,9 +567,7 @@ fn read_jsonl(path: &Path, opts: &ReadOptions, rows: &mut Rows) -> Result<(), Da
             let label = field(&label_col)?;
             check_fields(path, line_no, &text, &label, (&text_col, &label_col))?;
             let rationale = match &opts.rationale_field {
-                Some(name) => {
-                    read_rationale(object.get(name), name, spans).map_err(row_err)?
-                }
+                Some(name) => read_rationale(object.get(name), name, spans).map_err(row_err)?,
                 None => None,
             };
             Ok(Example {

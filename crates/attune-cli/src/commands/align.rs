@@ -96,8 +96,8 @@ fn write_outputs(report: &AlignReport, out: &Path, args: &AlignArgs) -> anyhow::
 }
 
 pub fn run(args: AlignArgs) -> anyhow::Result<()> {
-    let model = super::load_trained(&args.model)?;
     let config = super::explain_config(&args.methods, &args.model)?;
+    let (model, base_model) = super::load_for_explain(&args.model, &config.methods)?;
     let explainer = Explainer::new(&model, config)?;
     let mut records = read_human(&args.human)?;
     if let Some(split) = &args.split {
@@ -123,7 +123,8 @@ pub fn run(args: AlignArgs) -> anyhow::Result<()> {
     };
     let options = AlignOptions {
         min_words: args.min_words,
-        faithfulness: !args.no_faithfulness,
+        // Faithfulness measures changes of the prediction; a base model has none.
+        faithfulness: !args.no_faithfulness && !base_model,
         seed: args.seed,
         frequencies,
     };

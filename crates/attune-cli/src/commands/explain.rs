@@ -23,8 +23,8 @@ fn read_stdin_lines() -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
-    let model = super::load_trained(&args.model)?;
     let mut config = super::explain_config(&args.methods, &args.model)?;
+    let (model, _) = super::load_for_explain(&args.model, &config.methods)?;
     if let Some(target) = &args.target {
         config.target = Some(
             model

@@ -122,3 +122,33 @@ fn explain_config(
         target: None,
     })
 }
+
+/// Loads a model to explain. A base model (no `id2label`, e.g. the pretrained encoder, as in
+/// Hollenstein & Beinborn's comparisons) is accepted for the attention methods, which do not
+/// involve the classification head; the head is then a single placeholder class, and methods
+/// that differentiate or perturb the prediction are refused because they would explain noise.
+fn load_for_explain(
+    dir: &Path,
+    methods: &[attune_explain::explainer::Method],
+) -> anyhow::Result<(attune_core::checkpoint::LoadedModel, bool)> {
+    use attune_explain::explainer::Method;
+    let config = attune_core::config::BertConfig::from_file(&dir.join("config.json"))?;
+    if config.labels().is_some() {
+        return Ok((load_trained(dir)?, false));
+    }
+    if let Some(m) = methods
+        .iter()
+        .find(|m| !matches!(m, Method::Raw | Method::Rollout | Method::Flow))
+    {
+        anyhow::bail!(
+            "{}: a base model without a classification head; `{m}` explains a prediction, so \
+             fine-tune first, or use the attention methods (raw, rollout, flow) only",
+            dir.display()
+        );
+    }
+    let opts = attune_core::checkpoint::LoadOptions {
+        labels: Some(vec!["(no head)".to_owned()]),
+        ..Default::default()
+    };
+    Ok((attune_core::checkpoint::load(dir, &opts)?, true))
+}
