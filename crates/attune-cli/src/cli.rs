@@ -319,4 +319,7 @@ pub struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Explanations/s per method on this many dev sentences at their real lengths (0: skip).
+    #[arg(long, default_value_t = 32)]
+    pub explain_texts: usize,
 }

@@ -46,6 +46,60 @@ fn threads() -> usize {
         })
 }
 
+/// Explanations per second for each method alone, and plain classification of the same texts
+/// (`classify`) as the yardstick for the attention methods' overhead. Texts keep their real
+/// lengths (dynamic padding), as `attune explain` runs them.
+fn explanation_rates(
+    model: &checkpoint::LoadedModel,
+    texts: &[&str],
+    repeats: usize,
+) -> anyhow::Result<Vec<Measurement>> {
+    use attune_explain::explainer::{ExplainConfig, Explainer, Method};
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Vec<f64>> {
+        f()?; // warm-up
+        (0..repeats.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                f()?;
+                Ok(texts.len() as f64 / start.elapsed().as_secs_f64())
+            })
+            .collect()
+    };
+    let measurement = |task: String, mut rates: Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        Measurement {
+            task,
+            batch: 32,
+            seq: 0,
+            sentences_per_s: rates[rates.len() / 2],
+            repeats: rates,
+        }
+    };
+    let mut out = Vec::new();
+    eprintln!("attune: classify {} texts", texts.len());
+    let rates = time(&mut || {
+        model.classify(texts, 128, 32)?;
+        Ok(())
+    })?;
+    out.push(measurement("classify".into(), rates));
+    for method in Method::ALL {
+        eprintln!("attune: explain {method}");
+        let explainer = Explainer::new(
+            model,
+            ExplainConfig {
+                methods: vec![method],
+                ..ExplainConfig::default()
+            },
+        )?;
+        let rates = time(&mut || {
+            explainer.explain(texts)?;
+            Ok(())
+        })?;
+        out.push(measurement(format!("explain:{method}"), rates));
+    }
+    Ok(out)
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let texts = sentences(&args.data)?;
     let labels = Some(vec!["0".to_string(), "1".to_string()]);
@@ -62,6 +116,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("attune: inference {b}x{s}");
         ours.push(inference(&frozen, &texts, b, s, args.repeats, false)?);
         ours.push(inference(&frozen, &texts, b, s, args.repeats, true)?);
+    }
+    if args.explain_texts > 0 {
+        let chosen: Vec<&str> = texts
+            .iter()
+            .take(args.explain_texts)
+            .map(String::as_str)
+            .collect();
+        ours.extend(explanation_rates(&frozen, &chosen, args.repeats)?);
     }
     drop(frozen);
     let (tb, ts) = parse_shape(&args.train)?;
