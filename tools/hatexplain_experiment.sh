@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 lambdas=${1:-"0 1 10 100"}
 seeds=${2:-"42"}
 data=../shared/data/rationales/hatexplain/hatexplain.jsonl
-bin=./target/release/attune
+bin=${ATTUNE_BIN:-./target/release/attune}
 for seed in $seeds; do
   for lambda in $lambdas; do
     run=runs/hatexplain/l${lambda}-s${seed}
@@ -22,7 +22,7 @@ for seed in $seeds; do
     fi
     if [ ! -f "$run/align/align.json" ]; then
       $bin align --model "$run" --human "$data" --split test \
-        --methods raw,rollout,saliency,occlusion --out "$run/align" > "$run.align.log" 2>&1
+        --methods raw,rollout,saliency --out "$run/align" > "$run.align.log" 2>&1
     fi
     echo "done lambda=$lambda seed=$seed"
   done
