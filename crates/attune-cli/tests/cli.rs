@@ -1,12 +1,10 @@
 //! End-to-end tests of the `attune` binary on a tiny random-weight model.
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use attune_test::write_tiny_model;
 
 mod common;
-use common::{attune, stderr};
+use common::{attune, attune_with_stdin, stderr};
 
 /// 32 texts over the toy vocabulary whose label is decided by one sentiment word.
 fn write_toy_dataset(path: &Path) {
@@ -165,8 +163,8 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
             }
         })
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args([
+    let o = attune_with_stdin(
+        &[
             "predict",
             "--model",
             run.to_str().unwrap(),
@@ -174,18 +172,9 @@ fn overfits_32_examples_then_eval_and_predict_agree() {
             "3",
             "--batch-size",
             "2",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((texts.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+        ],
+        &(texts.join("\n") + "\n"),
+    );
     let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

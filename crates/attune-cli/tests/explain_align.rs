@@ -1,11 +1,9 @@
 //! End-to-end tests of `attune explain` and `attune align` on a tiny random-weight model.
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use attune_test::write_tiny_model;
 
 mod common;
-use common::{attune, stderr};
+use common::{attune, attune_with_stdin, stderr};
 
 fn tiny_model(dir: &std::path::Path) -> String {
     let model = dir.join("model");
@@ -60,20 +58,10 @@ fn explain_json_has_one_score_per_word_for_each_method() {
 fn explain_reads_stdin_and_prints_a_plain_heatmap_when_piped() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(["explain", "--model", &model, "--methods", "occlusion"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"great acting\n\nboring plot\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = attune_with_stdin(
+        &["explain", "--model", &model, "--methods", "occlusion"],
+        "great acting\n\nboring plot\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(!text.contains('\x1b'), "no colour codes in a pipe");

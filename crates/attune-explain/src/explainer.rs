@@ -11,7 +11,7 @@ use candle_core::{Var, D};
 use tokenizers::Encoding;
 
 use crate::attention::{attention_flow, raw_attention, rollout_importance, LayerAttention};
-use crate::words::aggregate_to_words;
+use crate::words::{aggregate_to_words, word_count};
 use crate::ExplainError;
 
 /// An explanation method.
@@ -244,31 +244,13 @@ impl<'a> Explainer<'a> {
     /// Checks the configuration against the model.
     pub fn new(model: &'a LoadedModel, config: ExplainConfig) -> Result<Self, ExplainError> {
         let cfg = &model.config;
-        if let Some(layer) = config.layer {
-            if layer >= cfg.num_hidden_layers {
-                return Err(ExplainError::OutOfRange {
-                    what: "layer",
-                    index: layer,
-                    count: cfg.num_hidden_layers,
-                });
-            }
-        }
-        if let Some(head) = config.head {
-            if head >= cfg.num_attention_heads {
-                return Err(ExplainError::OutOfRange {
-                    what: "head",
-                    index: head,
-                    count: cfg.num_attention_heads,
-                });
-            }
-        }
-        if let Some(target) = config.target {
-            if target >= model.labels.len() {
-                return Err(ExplainError::OutOfRange {
-                    what: "target class",
-                    index: target,
-                    count: model.labels.len(),
-                });
+        for (what, index, count) in [
+            ("layer", config.layer, cfg.num_hidden_layers),
+            ("head", config.head, cfg.num_attention_heads),
+            ("target class", config.target, model.labels.len()),
+        ] {
+            if let Some(index) = index.filter(|&i| i >= count) {
+                return Err(ExplainError::OutOfRange { what, index, count });
             }
         }
         if config.ig_steps == 0 || config.batch_size == 0 {
@@ -664,12 +646,7 @@ fn new_explanation(
     target: usize,
 ) -> Explanation {
     let token_words: Vec<Option<u32>> = enc.get_word_ids().to_vec();
-    let words = token_words
-        .iter()
-        .flatten()
-        .map(|&w| w as usize + 1)
-        .max()
-        .unwrap_or(0);
+    let words = word_count(&token_words);
     let mut spans = vec![(usize::MAX, 0usize); words];
     for (w, &(start, end)) in token_words.iter().zip(enc.get_offsets()) {
         if let Some(w) = w {

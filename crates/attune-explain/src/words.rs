@@ -7,6 +7,16 @@
 //! less than their total attention warrants.
 use crate::ExplainError;
 
+/// Number of words covered by `word_ids`: one past the largest word id (0 without words).
+pub fn word_count(word_ids: &[Option<u32>]) -> usize {
+    word_ids
+        .iter()
+        .flatten()
+        .map(|&w| w as usize + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Sums token scores per word. `word_ids[t]` is the word of token `t` (`None` for special
 /// tokens), as `tokenizers::Encoding::get_word_ids` gives it; words are numbered from 0 in text
 /// order. Returns one score per word, `0..=max word id`.
@@ -21,13 +31,7 @@ pub fn aggregate_to_words(
             expected: word_ids.len(),
         });
     }
-    let words = word_ids
-        .iter()
-        .flatten()
-        .map(|&w| w as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut out = vec![0.0; words];
+    let mut out = vec![0.0; word_count(word_ids)];
     for (score, word) in scores.iter().zip(word_ids) {
         if let Some(w) = word {
             out[*w as usize] += score;
