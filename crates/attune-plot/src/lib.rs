@@ -70,7 +70,8 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// Tick labels: integers without `.0`, tiny or huge values in scientific notation.
 fn tick(v: &f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
+    // Axis steps like -1 + 5·0.2 land a rounding error away from zero.
+    if a < 1e-12 {
         "0".into()
     } else if !(1e-3..1e5).contains(&a) {
         format!("{v:.1e}")
@@ -161,7 +162,9 @@ pub struct IntervalBar {
 /// Panels of bars with interval whiskers, side by side (e.g. one panel per metric, one bar per
 /// method), into a PNG.
 pub fn interval_bars(path: &Path, panels: &[(String, Vec<IntervalBar>)]) -> Result<(), PlotError> {
-    let width = 460 * panels.len().max(1) as u32;
+    let bars_max = panels.iter().map(|(_, b)| b.len()).max().unwrap_or(1) as u32;
+    let panel_width = (95 * bars_max).max(420);
+    let width = panel_width * panels.len().max(1) as u32;
     let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
@@ -175,7 +178,7 @@ pub fn interval_bars(path: &Path, panels: &[(String, Vec<IntervalBar>)]) -> Resu
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 20))
             .margin(12)
-            .x_label_area_size(70)
+            .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..(bars.len() as f64 - 0.5), y0..y1)
             .map_err(|e| err(path, e))?;
@@ -191,11 +194,7 @@ pub fn interval_bars(path: &Path, panels: &[(String, Vec<IntervalBar>)]) -> Resu
                     String::new()
                 }
             })
-            .x_label_style(
-                ("sans-serif", 13)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_label_style(("sans-serif", 12).into_font())
             .y_label_formatter(&tick)
             .draw()
             .map_err(|e| err(path, e))?;

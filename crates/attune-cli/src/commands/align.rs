@@ -92,6 +92,55 @@ fn write_outputs(report: &AlignReport, out: &Path, args: &AlignArgs) -> anyhow::
         }
     }
     attune_plot::interval_bars(&out.join("align.png"), &panels)?;
+    if report.kind == "gaze" {
+        spearman_distribution(report, &out.join("spearman_distribution.png"))?;
+    }
+    Ok(())
+}
+
+/// Per-sentence ρ spreads widely (sd 0.2–0.45 in Hollenstein & Beinborn 2021), so the mean alone
+/// hides whether a method is uniformly mediocre or good on most sentences and bad on a few: one
+/// histogram curve per method, as the share of sentences per ρ bin of width 0.1.
+fn spearman_distribution(report: &AlignReport, path: &Path) -> anyhow::Result<()> {
+    const BINS: usize = 20;
+    let mut series = Vec::new();
+    for (method, _) in &report.results {
+        let values: Vec<f64> = report
+            .per_text
+            .iter()
+            .filter_map(|t| t["metrics"][method.as_str()]["spearman"].as_f64())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let mut counts = [0usize; BINS];
+        for v in &values {
+            let bin = (((v + 1.0) / 2.0 * BINS as f64) as usize).min(BINS - 1);
+            counts[bin] += 1;
+        }
+        series.push(attune_plot::Series {
+            name: method.clone(),
+            points: counts
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    (
+                        -1.0 + (i as f64 + 0.5) * 2.0 / BINS as f64,
+                        c as f64 / values.len() as f64,
+                    )
+                })
+                .collect(),
+        });
+    }
+    attune_plot::line_panels(
+        path,
+        &[attune_plot::Panel {
+            title: "Spearman ρ per sentence".into(),
+            x_label: "ρ (model vs relative fixation)".into(),
+            y_label: "share of sentences".into(),
+            series,
+        }],
+    )?;
     Ok(())
 }
 
@@ -136,8 +185,13 @@ pub fn run(args: AlignArgs) -> anyhow::Result<()> {
     print_table(&report);
     write_outputs(&report, &args.out, &args)?;
     eprintln!(
-        "wrote {0}/align.json, {0}/texts.jsonl, {0}/align.png",
-        args.out.display()
+        "wrote {0}/align.json, {0}/texts.jsonl, {0}/align.png{1}",
+        args.out.display(),
+        if report.kind == "gaze" {
+            format!(", {}/spearman_distribution.png", args.out.display())
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
