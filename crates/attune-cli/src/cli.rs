@@ -45,6 +45,10 @@ pub struct MethodArgs {
     /// Head for raw attention (0-based); default the mean over heads.
     #[arg(long)]
     pub head: Option<usize>,
+    /// Rows raw attention reads: `cls` (what the classifier reads) or `words` (attention each
+    /// token receives from all words, as Hollenstein & Beinborn 2021).
+    #[arg(long, default_value = "cls")]
+    pub raw_query: String,
     /// Integrated-gradients steps.
     #[arg(long, default_value_t = 50)]
     pub ig_steps: usize,

@@ -156,6 +156,38 @@ pub fn raw_attention(
     Ok(l.matrix(head)?.row(query).to_vec())
 }
 
+/// Attention each token *receives* in one layer, summed over the query rows in `queries`
+/// (Hollenstein & Beinborn 2021's "attention" importance: last layer, head mean, the rows of
+/// `[CLS]` and `[SEP]` left out, columns summed). Unlike the `[CLS]` row this does not depend on
+/// what the classifier reads, which suits a pretrained model without a task.
+pub fn received_attention(
+    layers: &[LayerAttention],
+    layer: usize,
+    head: Option<usize>,
+    queries: std::ops::Range<usize>,
+) -> Result<Vec<f64>, ExplainError> {
+    let l = layers.get(layer).ok_or(ExplainError::OutOfRange {
+        what: "layer",
+        index: layer,
+        count: layers.len(),
+    })?;
+    if queries.end > l.n {
+        return Err(ExplainError::OutOfRange {
+            what: "query token",
+            index: queries.end - 1,
+            count: l.n,
+        });
+    }
+    let m = l.matrix(head)?;
+    let mut out = vec![0.0; l.n];
+    for q in queries {
+        for (o, v) in out.iter_mut().zip(m.row(q)) {
+            *o += v;
+        }
+    }
+    Ok(out)
+}
+
 /// Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers", ACL):
 /// per layer `A_l` = attention averaged over heads; `Â_l = 0.5·A_l + 0.5·I` with rows
 /// renormalised (the residual connection carries half of each token's information);
@@ -283,6 +315,20 @@ mod tests {
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() <= tol, "{a:?} vs {b:?}");
         }
+    }
+
+    #[test]
+    fn received_attention_sums_columns_over_the_chosen_rows() {
+        // One head, three tokens; rows 1..3 summed: column sums of the last two rows.
+        let l = [
+            LayerAttention::new(1, 3, vec![1.0, 0.0, 0.0, 0.2, 0.5, 0.3, 0.1, 0.1, 0.8]).unwrap(),
+        ];
+        close(
+            &received_attention(&l, 0, None, 1..3).unwrap(),
+            &[0.3, 0.6, 1.1],
+            1e-6,
+        );
+        assert!(received_attention(&l, 0, None, 1..4).is_err());
     }
 
     #[test]

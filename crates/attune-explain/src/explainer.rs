@@ -10,7 +10,9 @@ use attune_core::{DType, ForwardOptions, Tensor};
 use candle_core::{Var, D};
 use tokenizers::Encoding;
 
-use crate::attention::{attention_flow, raw_attention, rollout_importance, LayerAttention};
+use crate::attention::{
+    attention_flow, raw_attention, received_attention, rollout_importance, LayerAttention,
+};
 use crate::words::{aggregate_to_words, word_count};
 use crate::ExplainError;
 
@@ -104,6 +106,32 @@ pub fn parse_methods(list: &str) -> Result<Vec<Method>, ExplainError> {
     Ok(methods)
 }
 
+/// Which attention rows `raw` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RawQuery {
+    /// The `[CLS]` row: what the classification head reads.
+    #[default]
+    Cls,
+    /// Attention received from every word, summed over the word rows (`[CLS]`/`[SEP]` rows
+    /// left out), as Hollenstein & Beinborn 2021 computed "attention" importance.
+    Words,
+}
+
+impl FromStr for RawQuery {
+    type Err = ExplainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cls" => Ok(RawQuery::Cls),
+            "words" => Ok(RawQuery::Words),
+            other => Err(ExplainError::Input {
+                location: "raw-query".into(),
+                message: format!("unknown value `{other}` (known: cls, words)"),
+            }),
+        }
+    }
+}
+
 /// What replaces a word's embedding in the integrated-gradients baseline. Special tokens
 /// (`[CLS]`, `[SEP]`) keep their embeddings, so the baseline is still a well-formed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +169,8 @@ pub struct ExplainConfig {
     pub layer: Option<usize>,
     /// Head for raw attention; `None` = mean over heads.
     pub head: Option<usize>,
+    /// Rows raw attention reads.
+    pub raw_query: RawQuery,
     /// Integrated-gradients steps (midpoint Riemann sum).
     pub ig_steps: usize,
     /// Integrated-gradients baseline.
@@ -160,6 +190,7 @@ impl Default for ExplainConfig {
             methods: Method::ALL.to_vec(),
             layer: None,
             head: None,
+            raw_query: RawQuery::Cls,
             ig_steps: 50,
             baseline: Baseline::Pad,
             max_len: 128,
@@ -478,12 +509,19 @@ impl<'a> Explainer<'a> {
                 .collect::<Result<Vec<_>, _>>()?;
             for &method in &self.config.methods {
                 let tokens = match method {
-                    Method::Raw => raw_attention(
-                        &per_layer,
-                        self.config.layer.unwrap_or(per_layer.len() - 1),
-                        self.config.head,
-                        0,
-                    )?,
+                    Method::Raw => {
+                        let layer = self.config.layer.unwrap_or(per_layer.len() - 1);
+                        match self.config.raw_query {
+                            RawQuery::Cls => raw_attention(&per_layer, layer, self.config.head, 0)?,
+                            // Rows of the words: every token but the first ([CLS]) and last ([SEP]).
+                            RawQuery::Words => received_attention(
+                                &per_layer,
+                                layer,
+                                self.config.head,
+                                1..n.saturating_sub(1).max(1),
+                            )?,
+                        }
+                    }
                     Method::Rollout => rollout_importance(&per_layer, 0)?,
                     Method::Flow => attention_flow(&per_layer, 0)?,
                     _ => continue,

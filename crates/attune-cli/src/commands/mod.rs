@@ -112,6 +112,7 @@ fn explain_config(
         methods: attune_explain::explainer::parse_methods(&args.methods)?,
         layer: args.layer,
         head: args.head,
+        raw_query: args.raw_query.parse()?,
         ig_steps: args.ig_steps,
         baseline: args.baseline.parse()?,
         max_len: match args.max_len {
