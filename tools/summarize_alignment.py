@@ -36,10 +36,10 @@ def hatexplain(root):
         ev = json.load(open(os.path.join(run, "test_eval", "eval.json")))
         al = json.load(open(os.path.join(run, "align", "align.json")))
         rows.setdefault(lam, []).append((ev, al))
-    methods = ["raw", "rollout", "saliency", "occlusion"]
+    methods = ["raw", "rollout", "saliency"]
     print("| λ | seeds | accuracy | macro-F1 | " + " | ".join(
-        f"{m} token-F1 | {m} AUPRC" for m in methods) + " | raw comp. | raw suff. |")
-    print("|---" * (5 + 2 * len(methods) + 1) + "|")
+        f"{m} token-F1 | {m} IOU-F1 | {m} AUPRC" for m in methods) + " | raw comp. ↑ | raw suff. ↓ | saliency comp. ↑ | saliency suff. ↓ |")
+    print("|---" * (4 + 3 * len(methods) + 4) + "|")
     for lam in sorted(rows):
         runs = rows[lam]
         def mean(f):
@@ -47,10 +47,11 @@ def hatexplain(root):
             return f"{statistics.mean(v):.3f}" + (f" ± {statistics.stdev(v):.3f}" if len(v) > 1 else "")
         cells = [mean(lambda ev, al: ev["accuracy"]), mean(lambda ev, al: ev["macro_f1"])]
         for m in methods:
-            cells.append(mean(lambda ev, al, m=m: al[m]["token_f1"]["mean"]))
-            cells.append(mean(lambda ev, al, m=m: al[m]["auprc"]["mean"]))
-        cells.append(mean(lambda ev, al: al["raw"]["comprehensiveness"]["mean"]))
-        cells.append(mean(lambda ev, al: al["raw"]["sufficiency"]["mean"]))
+            for metric in ["token_f1", "iou_f1", "auprc"]:
+                cells.append(mean(lambda ev, al, m=m, k=metric: al[m][k]["mean"]))
+        for m in ["raw", "saliency"]:
+            cells.append(mean(lambda ev, al, m=m: al[m]["comprehensiveness"]["mean"]))
+            cells.append(mean(lambda ev, al, m=m: al[m]["sufficiency"]["mean"]))
         print(f"| {lam:g} | {len(runs)} | " + " | ".join(cells) + " |")
 
 

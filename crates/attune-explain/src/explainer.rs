@@ -483,15 +483,28 @@ impl<'a> Explainer<'a> {
     ) -> Result<(), RunError> {
         let cfg = &self.model.config;
         let heads = cfg.num_attention_heads;
-        let layers: Vec<Vec<f32>> = attentions
+        let raw_layer = self
+            .config
+            .layer
+            .unwrap_or(attentions.len().saturating_sub(1));
+        // Raw attention alone reads one layer: copying the other layers off the tensors would
+        // cost as much as the rest of the method.
+        let all_layers = self
+            .config
+            .methods
+            .iter()
+            .any(|m| matches!(m, Method::Rollout | Method::Flow));
+        let wanted: Vec<&Tensor> = if all_layers {
+            attentions.iter().collect()
+        } else {
+            attentions.get(raw_layer).into_iter().collect()
+        };
+        let raw_index = if all_layers { raw_layer } else { 0 };
+        let layers: Vec<Vec<f32>> = wanted
             .iter()
             .map(|a| a.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
             .collect::<candle_core::Result<_>>()?;
-        let seq = attentions
-            .first()
-            .map(|a| a.dim(2))
-            .transpose()?
-            .unwrap_or(0);
+        let seq = wanted.first().map(|a| a.dim(2)).transpose()?.unwrap_or(0);
         for (r, e) in explanations.iter_mut().enumerate() {
             let n = e.token_ids.len();
             let per_layer = layers
@@ -510,7 +523,7 @@ impl<'a> Explainer<'a> {
             for &method in &self.config.methods {
                 let tokens = match method {
                     Method::Raw => {
-                        let layer = self.config.layer.unwrap_or(per_layer.len() - 1);
+                        let layer = raw_index;
                         match self.config.raw_query {
                             RawQuery::Cls => raw_attention(&per_layer, layer, self.config.head, 0)?,
                             // Rows of the words: every token but the first ([CLS]) and last ([SEP]).

@@ -186,3 +186,24 @@ fn bad_requests_are_clear_errors() {
     cfg.target = Some(3);
     assert!(Explainer::new(&model, cfg).is_err());
 }
+
+/// Raw attention alone reads only its layer; with rollout it reads all layers. Both paths must
+/// give the same scores, for the last layer and for a chosen one.
+#[test]
+fn raw_attention_is_the_same_whether_or_not_other_layers_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(dir.path());
+    for layer in [None, Some(0)] {
+        let run = |methods: &str| {
+            let mut cfg = config(methods);
+            cfg.layer = layer;
+            Explainer::new(&model, cfg)
+                .unwrap()
+                .explain(TOY_SENTENCES)
+                .unwrap()
+        };
+        for (alone, with) in run("raw").iter().zip(run("raw,rollout")) {
+            assert_eq!(alone.scores[&Method::Raw], with.scores[&Method::Raw]);
+        }
+    }
+}
