@@ -236,7 +236,7 @@ const FLOW_SCALE: f64 = 4_294_967_296.0;
 /// `Â_l[i, j]` (residual-adjusted as in [`rollout`]). The importance of input token `j` is the
 /// maximum flow from node `(0, j)` to node `(L, query)`.
 ///
-/// Max-flow is petgraph's Dinic implementation on integer capacities (see [`FLOW_SCALE`]);
+/// Max-flow is petgraph's Dinic implementation on integer capacities (resolution 2⁻³²);
 /// the `n` problems share one graph and run in parallel. Last-layer nodes other than `query`
 /// cannot reach the sink and are left out.
 pub fn attention_flow(layers: &[LayerAttention], query: usize) -> Result<Vec<f64>, ExplainError> {
