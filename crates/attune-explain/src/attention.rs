@@ -133,6 +133,14 @@ impl LayerAttention {
     }
 }
 
+fn layer_at(layers: &[LayerAttention], layer: usize) -> Result<&LayerAttention, ExplainError> {
+    layers.get(layer).ok_or(ExplainError::OutOfRange {
+        what: "layer",
+        index: layer,
+        count: layers.len(),
+    })
+}
+
 /// Raw attention importance: row `query` (the `[CLS]` position, 0, for classification) of one
 /// layer's attention, for one head or averaged over heads.
 pub fn raw_attention(
@@ -141,11 +149,7 @@ pub fn raw_attention(
     head: Option<usize>,
     query: usize,
 ) -> Result<Vec<f64>, ExplainError> {
-    let l = layers.get(layer).ok_or(ExplainError::OutOfRange {
-        what: "layer",
-        index: layer,
-        count: layers.len(),
-    })?;
+    let l = layer_at(layers, layer)?;
     if query >= l.n {
         return Err(ExplainError::OutOfRange {
             what: "query token",
@@ -166,11 +170,7 @@ pub fn received_attention(
     head: Option<usize>,
     queries: std::ops::Range<usize>,
 ) -> Result<Vec<f64>, ExplainError> {
-    let l = layers.get(layer).ok_or(ExplainError::OutOfRange {
-        what: "layer",
-        index: layer,
-        count: layers.len(),
-    })?;
+    let l = layer_at(layers, layer)?;
     if queries.end > l.n {
         return Err(ExplainError::OutOfRange {
             what: "query token",
