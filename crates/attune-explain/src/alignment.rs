@@ -109,13 +109,14 @@ const METRIC_ORDER: [&str; 6] = [
     "sufficiency",
 ];
 
-/// Runs the explainer over `records` and measures the alignment. `progress` is called with the
-/// number of records done after each batch.
+/// Runs the explainer over `records` and measures the alignment. `progress` is called after each
+/// batch with the records done and the records that enter the metrics (those with a rationale,
+/// for rationale files), so a progress bar can reach its end.
 pub fn align_dataset(
     explainer: &Explainer<'_>,
     records: &[HumanRecord],
     options: &AlignOptions,
-    progress: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<AlignReport, RunError> {
     let kind = match records.first().map(|r| &r.signal) {
         None => return Err(ExplainError::Empty("no human records").into()),
@@ -248,7 +249,7 @@ pub fn align_dataset(
             }));
         }
         done += chunk.len();
-        progress(done);
+        progress(done, usable.len());
     }
     let mut results = Vec::new();
     for method in &collected.order {

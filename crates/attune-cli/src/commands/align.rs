@@ -178,8 +178,9 @@ pub fn run(args: AlignArgs) -> anyhow::Result<()> {
         frequencies,
     };
     let bar = crate::progress::bar("aligning", records.len());
-    let report = align_dataset(&explainer, &records, &options, &mut |done| {
-        bar.set_position(done as u64)
+    let report = align_dataset(&explainer, &records, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
     print_table(&report);
