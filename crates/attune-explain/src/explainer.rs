@@ -572,17 +572,19 @@ impl<'a> Explainer<'a> {
         let grad = grads
             .get(var.as_tensor())
             .ok_or_else(|| candle_core::Error::Msg("no gradient reached the embeddings".into()))?;
-        let saliency = grad.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec2::<f32>()?;
-        let grad_input = (grad * var.as_tensor())?.sum(D::Minus1)?.to_vec2::<f32>()?;
-        for (r, e) in explanations.iter_mut().enumerate() {
-            let n = e.token_ids.len();
-            for &method in methods {
-                let row = if method == Method::Saliency {
-                    &saliency[r]
-                } else {
-                    &grad_input[r]
-                };
-                let tokens: Vec<f64> = row[..n].iter().map(|&v| f64::from(v)).collect();
+        for &method in methods {
+            // Only the reductions asked for: each reads the whole `[batch, seq, hidden]` gradient.
+            let per_token = if method == Method::Saliency {
+                grad.sqr()?.sum(D::Minus1)?.sqrt()?
+            } else {
+                (grad * var.as_tensor())?.sum(D::Minus1)?
+            }
+            .to_vec2::<f32>()?;
+            for (e, row) in explanations.iter_mut().zip(&per_token) {
+                let tokens: Vec<f64> = row[..e.token_ids.len()]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
                 e.scores
                     .insert(method, aggregate_to_words(&tokens, &e.token_words)?);
             }
