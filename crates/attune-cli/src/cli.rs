@@ -31,6 +31,23 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Measure how far model importance is from human attention (eye tracking, rationales).
     Align(AlignArgs),
+    /// Convert a trained model's encoder to int8 or bf16 for faster inference; `eval` then
+    /// shows the accuracy change and whether explanations stayed the same.
+    Quantize(QuantizeArgs),
+}
+
+/// `attune quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Trained model (a run directory of `attune train`; LoRA adapters are merged).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Directory to write the quantised model to.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Weight format: int8 (VNNI, per-row weights, per-token activations) or bf16.
+    #[arg(long, default_value = "int8")]
+    pub dtype: String,
 }
 
 /// Options shared by `explain` and `align`.
@@ -272,6 +289,13 @@ pub struct EvalArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Model to compare with: accuracy change, prediction agreement and explanation parity.
+    /// Default for a quantised model: the model it was made from.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Texts (the first of the data) whose explanations are compared with the baseline's.
+    #[arg(long, default_value_t = 200)]
+    pub parity_texts: usize,
     /// Input options.
     #[command(flatten)]
     pub data_args: DataArgs,

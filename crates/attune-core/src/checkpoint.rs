@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 use crate::model::BertClassifier;
 use crate::params::{ParamStore, TrainablePredicate};
+use crate::quant::{PackedWeight, WeightFormat};
 use crate::tokenizer::TextTokenizer;
 
 /// File names of the HF layout.
@@ -96,19 +97,69 @@ pub struct LoadedModel {
     pub base_dir: PathBuf,
 }
 
+/// Suffix of the per-row scales stored beside an int8 weight (`…dense.weight_scale`).
+pub const SCALE_SUFFIX: &str = "_scale";
+
 /// Reads a safetensors file into canonical names (see [`canonical_name`]).
+///
+/// int8 weights (attune's quantised checkpoints) come back dequantised with their row scales
+/// (`<name>_scale`), so the model builds as from any checkpoint; [`load`] then packs them again,
+/// recovering the stored integers exactly.
 pub fn load_weights(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let raw = candle_core::safetensors::load(path, device).map_err(|e| Error::Weights {
+    let weights_error = |message: String| Error::Weights {
         path: path.to_path_buf(),
-        message: format!("cannot read safetensors: {e}"),
-    })?;
-    let mut out = HashMap::with_capacity(raw.len());
-    for (key, tensor) in raw {
-        if let Some(name) = canonical_name(&key) {
-            out.insert(name, tensor);
-        }
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| weights_error(format!("cannot read safetensors: {e}")))?;
+    let mut out = HashMap::with_capacity(file.len());
+    for (key, view) in file.iter() {
+        let Some(name) = canonical_name(key) else {
+            continue;
+        };
+        let tensor = if view.dtype() == safetensors::Dtype::I8 {
+            dequantize_int8(&file, key, &view).map_err(weights_error)?
+        } else {
+            use candle_core::safetensors::Load;
+            view.load(device)
+                .map_err(|e| weights_error(format!("tensor {key}: {e}")))?
+        };
+        out.insert(name, tensor.to_device(device)?);
     }
     Ok(out)
+}
+
+fn dequantize_int8(
+    file: &safetensors::SafeTensors<'_>,
+    key: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> std::result::Result<Tensor, String> {
+    let &[rows, cols] = view.shape() else {
+        return Err(format!(
+            "int8 tensor {key} has shape {:?}; only matrices are supported",
+            view.shape()
+        ));
+    };
+    let scale_key = format!("{key}{SCALE_SUFFIX}");
+    let scales = file
+        .tensor(&scale_key)
+        .map_err(|_| format!("int8 tensor {key} has no {scale_key}"))?;
+    if scales.dtype() != safetensors::Dtype::F32 || scales.shape() != [rows] {
+        return Err(format!("{scale_key} must be f32 of shape [{rows}]"));
+    }
+    let steps: Vec<f32> = scales
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let values: Vec<f32> = view
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| f32::from(q as i8) * steps[i / cols.max(1)])
+        .collect();
+    Tensor::from_vec(values, (rows, cols), &Device::Cpu).map_err(|e| e.to_string())
 }
 
 /// Maps a checkpoint key to attune's names (HF `BertForSequenceClassification` names), or
@@ -287,7 +338,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
             path: base_dir.join(WEIGHTS_FILE),
             message: e.to_string(),
         })?;
-    Ok(LoadedModel {
+    let mut loaded = LoadedModel {
         model,
         config,
         tokenizer,
@@ -295,7 +346,18 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
         params,
         lora,
         base_dir,
-    })
+    };
+    let format = loaded.config.attune_weight_format.unwrap_or_default();
+    if format != WeightFormat::F32 {
+        if !matches!(opts.mode, TrainMode::Frozen) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a {format} model is for inference; train from the f32 model it was made from",
+                dir.display()
+            )));
+        }
+        loaded.quantize(format)?;
+    }
+    Ok(loaded)
 }
 
 /// What a LoRA run trains and saves in its adapter file: the adapters and the classifier head
@@ -318,6 +380,38 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl LoadedModel {
+    /// Converts the encoder's dense weights to `format` in place (see [`crate::quant`]) and
+    /// frees their f32 copies. Stored int8 scales (a reloaded quantised model) are reused, so
+    /// the integers come back exactly. LoRA adapters are merged first.
+    pub fn quantize(&mut self, format: WeightFormat) -> Result<()> {
+        if self.model.has_unmerged_lora() {
+            self.model.merge_lora()?;
+            self.lora = None;
+        }
+        let params = self.params.clone();
+        let scales = |layer: &str| {
+            params
+                .tensor(&format!("{layer}.weight{SCALE_SUFFIX}"))
+                .and_then(|t| t.to_vec1::<f32>().ok())
+        };
+        self.model.quantize(format, scales)?;
+        self.config.attune_weight_format = self.model.config().attune_weight_format;
+        let replaced: Vec<String> = self
+            .model
+            .dense_layers()
+            .iter()
+            .filter(|l| l.packed_weight().is_some())
+            .flat_map(|l| {
+                [
+                    format!("{}.weight", l.name()),
+                    format!("{}.weight{SCALE_SUFFIX}", l.name()),
+                ]
+            })
+            .collect();
+        self.params.release(&replaced);
+        Ok(())
+    }
+
     /// Saves the model: HF layout for a full model, PEFT layout (plus `config.json` and
     /// `tokenizer.json`) for one with adapters.
     pub fn save(&self, dir: &Path) -> Result<()> {
@@ -334,6 +428,9 @@ impl LoadedModel {
         self.tokenizer.save(&dir.join(TOKENIZER_FILE))?;
         let tensors = self.params.named_tensors();
         match &self.lora {
+            None if self.model.weight_format() != WeightFormat::F32 => {
+                save_quantized(&dir.join(WEIGHTS_FILE), tensors, &self.model)
+            }
             None => {
                 let path = dir.join(WEIGHTS_FILE);
                 save_safetensors(&path, tensors)
@@ -357,6 +454,99 @@ fn save_safetensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
         .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?.contiguous()?)))
         .collect::<Result<_>>()?;
     candle_core::safetensors::save(&map, path).map_err(|e| Error::Weights {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })
+}
+
+/// One tensor of a quantised checkpoint, in the bytes safetensors stores.
+struct RawTensor {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for RawTensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes a quantised model: f32 tensors as usual, int8 weights as `I8` with `<name>_scale`
+/// (f32, one per output row), bf16 weights as `BF16` — dtypes any safetensors reader knows.
+fn save_quantized(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    model: &BertClassifier,
+) -> Result<()> {
+    let mut raw: Vec<(String, RawTensor)> = Vec::new();
+    for (name, tensor) in tensors {
+        let values = tensor
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        raw.push((
+            name,
+            RawTensor {
+                dtype: safetensors::Dtype::F32,
+                shape: tensor.dims().to_vec(),
+                data: f32_bytes(&values),
+            },
+        ));
+    }
+    for layer in model.dense_layers() {
+        let Some(packed) = layer.packed_weight() else {
+            continue;
+        };
+        let (rows, cols) = packed.dims();
+        let name = format!("{}.weight", layer.name());
+        match packed {
+            PackedWeight::Int8(matrix) => {
+                raw.push((
+                    format!("{name}{SCALE_SUFFIX}"),
+                    RawTensor {
+                        dtype: safetensors::Dtype::F32,
+                        shape: vec![rows],
+                        data: f32_bytes(matrix.scales()),
+                    },
+                ));
+                raw.push((
+                    name,
+                    RawTensor {
+                        dtype: safetensors::Dtype::I8,
+                        shape: vec![rows, cols],
+                        data: matrix.quantized().into_iter().map(|q| q as u8).collect(),
+                    },
+                ));
+            }
+            PackedWeight::Bf16(matrix) => raw.push((
+                name,
+                RawTensor {
+                    dtype: safetensors::Dtype::BF16,
+                    shape: vec![rows, cols],
+                    data: matrix
+                        .to_bf16()
+                        .into_iter()
+                        .flat_map(u16::to_le_bytes)
+                        .collect(),
+                },
+            )),
+        }
+    }
+    safetensors::serialize_to_file(raw, None, path).map_err(|e| Error::Weights {
         path: path.to_path_buf(),
         message: format!("cannot write: {e}"),
     })

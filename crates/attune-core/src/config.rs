@@ -104,6 +104,9 @@ pub struct BertConfig {
     /// attune extension: how the classification head pools (absent = CLS, HF's behaviour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attune_pooling: Option<Pooling>,
+    /// attune extension: storage format of the encoder's dense weights (absent = f32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attune_weight_format: Option<crate::quant::WeightFormat>,
     /// Every other key of the file, written back unchanged.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -263,6 +266,7 @@ impl BertConfig {
             label2id: None,
             problem_type: None,
             attune_pooling: None,
+            attune_weight_format: None,
             extra: BTreeMap::new(),
         }
     }

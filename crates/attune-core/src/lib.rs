@@ -16,6 +16,7 @@ pub mod lora;
 pub mod model;
 pub mod ops;
 pub mod params;
+pub mod quant;
 pub mod tokenizer;
 
 pub use candle_core::{DType, Device, Tensor};

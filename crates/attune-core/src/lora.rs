@@ -8,6 +8,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::params::{Dropout, SharedRng};
+use crate::quant::{PackedWeight, WeightFormat};
 
 /// PEFT's `adapter_config.json` (the fields LoRA uses; others are kept in `extra`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,10 +124,19 @@ struct Adapter {
     dropout: Dropout,
 }
 
+/// A dense layer's weight: an f32 tensor (trainable or frozen) or a packed quantised matrix.
+#[derive(Debug, Clone)]
+enum Weight {
+    Dense(Tensor),
+    Packed(PackedWeight),
+}
+
 /// A dense layer `x Wᵀ + b`, optionally with a LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    /// Checkpoint path of the layer (`bert.encoder.layer.0.attention.self.query`).
+    name: String,
+    weight: Weight,
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
 }
@@ -175,7 +185,8 @@ impl Linear {
             _ => None,
         };
         Ok(Self {
-            weight,
+            name: vb.prefix(),
+            weight: Weight::Dense(weight),
             bias: Some(bias),
             adapter,
         })
@@ -199,12 +210,17 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = xs.elem_count() / in_dim;
         let flat = xs.reshape((rows, in_dim))?;
-        let mut ys = if self.weight.is_variable() {
-            flat.matmul(&self.weight.t()?)?
-        } else {
-            crate::ops::frozen_linear(&flat, &self.weight).map_err(candle_core::Error::wrap)?
+        let mut ys = match &self.weight {
+            Weight::Dense(weight) if weight.is_variable() => flat.matmul(&weight.t()?)?,
+            Weight::Dense(weight) => {
+                crate::ops::frozen_linear(&flat, weight).map_err(candle_core::Error::wrap)?
+            }
+            // The kernel adds the bias in its epilogue.
+            Weight::Packed(packed) => {
+                packed.linear(&flat, self.bias.as_ref().filter(|_| with_bias))?
+            }
         };
-        if let (true, Some(bias)) = (with_bias, &self.bias) {
+        if let (true, Some(bias), Weight::Dense(_)) = (with_bias, &self.bias, &self.weight) {
             ys = ys.broadcast_add(bias)?;
         }
         if let Some(adapter) = &self.adapter {
@@ -220,10 +236,60 @@ impl Linear {
     /// Folds the adapter into the weight (`W + (α/r)·B A`), for inference at base-model speed.
     pub fn merge(&mut self) -> candle_core::Result<()> {
         if let Some(adapter) = self.adapter.take() {
+            let Weight::Dense(weight) = &self.weight else {
+                candle_core::bail!(
+                    "{}: cannot merge an adapter into a quantised weight",
+                    self.name
+                );
+            };
             let delta = (adapter.b.matmul(&adapter.a)? * adapter.scale)?;
-            self.weight = (self.weight.detach() + delta.detach())?;
+            self.weight = Weight::Dense((weight.detach() + delta.detach())?);
         }
         Ok(())
+    }
+
+    /// Converts the weight to `format` for inference. `scales` (int8) are the row steps to
+    /// quantise with, when reloading a saved model; `None` derives them from the weight. Layers
+    /// with an unmerged adapter are refused: merge first.
+    pub fn quantize(
+        &mut self,
+        format: WeightFormat,
+        scales: Option<&[f32]>,
+    ) -> candle_core::Result<()> {
+        if self.adapter.is_some() {
+            candle_core::bail!("{}: merge the LoRA adapter before quantising", self.name);
+        }
+        let weight = match &self.weight {
+            Weight::Dense(weight) => weight.clone(),
+            Weight::Packed(packed) if packed.format() == format => return Ok(()),
+            Weight::Packed(packed) => packed.dequantize(&candle_core::Device::Cpu)?,
+        };
+        self.weight = match PackedWeight::from_weight(&weight, format, scales)? {
+            Some(packed) => Weight::Packed(packed),
+            None => Weight::Dense(weight),
+        };
+        Ok(())
+    }
+
+    /// Checkpoint path of the layer.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The f32 weight `[out, in]`, unless the layer is quantised.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(weight) => Some(weight),
+            Weight::Packed(_) => None,
+        }
+    }
+
+    /// The packed weight of a quantised layer.
+    pub fn packed_weight(&self) -> Option<&PackedWeight> {
+        match &self.weight {
+            Weight::Dense(_) => None,
+            Weight::Packed(packed) => Some(packed),
+        }
     }
 
     /// Whether an unmerged adapter is attached.

@@ -14,6 +14,7 @@ use crate::config::{BertConfig, HiddenAct, Pooling, ProblemType};
 use crate::lora::{Linear, LoraConfig};
 use crate::ops;
 use crate::params::{Dropout, SharedRng};
+use crate::quant::WeightFormat;
 use crate::tokenizer::Batch;
 
 /// Additive mask value for padding keys. HF uses the dtype minimum; any value whose `exp`
@@ -304,6 +305,17 @@ impl Layer {
         }
     }
 
+    fn linears(&self) -> [&Linear; 6] {
+        [
+            &self.attention.query,
+            &self.attention.key,
+            &self.attention.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
+
     fn linears_mut(&mut self) -> [&mut Linear; 6] {
         [
             &mut self.attention.query,
@@ -480,30 +492,56 @@ impl BertClassifier {
 
     /// Folds every LoRA adapter into its base weight.
     pub fn merge_lora(&mut self) -> candle_core::Result<()> {
-        for layer in &mut self.layers {
-            for linear in layer.linears_mut() {
-                linear.merge()?;
-            }
-        }
-        if let Some(pooler) = &mut self.pooler {
-            pooler.merge()?;
+        for linear in self.dense_layers_mut() {
+            linear.merge()?;
         }
         Ok(())
     }
 
     /// Whether any layer still carries an unmerged adapter.
     pub fn has_unmerged_lora(&self) -> bool {
-        self.layers.iter().any(|l| {
-            [
-                &l.attention.query,
-                &l.attention.key,
-                &l.attention.value,
-                &l.attention_output,
-                &l.intermediate,
-                &l.output,
-            ]
-            .iter()
-            .any(|lin| lin.has_adapter())
-        }) || self.pooler.as_ref().is_some_and(Linear::has_adapter)
+        self.dense_layers().iter().any(|l| l.has_adapter())
+    }
+
+    /// The encoder's and pooler's dense layers: the ones LoRA adapts and quantisation converts
+    /// (the classifier head is neither).
+    pub fn dense_layers(&self) -> Vec<&Linear> {
+        let mut out: Vec<&Linear> = self.layers.iter().flat_map(Layer::linears).collect();
+        out.extend(self.pooler.as_ref());
+        out
+    }
+
+    fn dense_layers_mut(&mut self) -> Vec<&mut Linear> {
+        let mut out: Vec<&mut Linear> = self
+            .layers
+            .iter_mut()
+            .flat_map(Layer::linears_mut)
+            .collect();
+        out.extend(self.pooler.as_mut());
+        out
+    }
+
+    /// Converts every dense layer of the encoder and pooler to `format` (see [`crate::quant`]).
+    /// `scales(name)` gives the stored int8 row steps of layer `name` when reloading a saved
+    /// model.
+    pub fn quantize(
+        &mut self,
+        format: WeightFormat,
+        scales: impl Fn(&str) -> Option<Vec<f32>>,
+    ) -> candle_core::Result<()> {
+        if !self.device.is_cpu() {
+            candle_core::bail!("quantised weights run on the CPU only");
+        }
+        for linear in self.dense_layers_mut() {
+            let steps = scales(linear.name());
+            linear.quantize(format, steps.as_deref())?;
+        }
+        self.config.attune_weight_format = (format != WeightFormat::F32).then_some(format);
+        Ok(())
+    }
+
+    /// The format of the encoder's dense weights.
+    pub fn weight_format(&self) -> WeightFormat {
+        self.config.attune_weight_format.unwrap_or_default()
     }
 }

@@ -353,13 +353,13 @@ pub fn frozen_linear(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if !xs.track_op() || !xs.device().is_cpu() {
         return Ok(ys);
     }
-    let detached = ys.detach();
-    Ok(xs.apply_op2(
-        &detached,
-        InputGradOnly {
-            weight: weight.clone(),
-        },
-    )?)
+    attach_input_gradient(xs, &ys, weight.clone())
+}
+
+/// `ys` (a product computed outside the graph) re-attached to `xs` through an op whose backward
+/// is `dx = dy · W`: the gradient path of frozen and quantised dense layers.
+pub(crate) fn attach_input_gradient(xs: &Tensor, ys: &Tensor, weight: Tensor) -> Result<Tensor> {
+    Ok(xs.apply_op2(&ys.detach(), InputGradOnly { weight })?)
 }
 
 /// Forward: returns its second argument (the precomputed product). Backward: routes the

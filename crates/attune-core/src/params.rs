@@ -78,7 +78,7 @@ pub struct LoadReport {
 }
 
 struct Inner {
-    tensors: HashMap<String, Tensor>,
+    tensors: Mutex<HashMap<String, Tensor>>,
     trainable: TrainablePredicate,
     vars: Mutex<Vec<(String, Var)>>,
     named: Mutex<Vec<(String, Tensor)>>,
@@ -93,7 +93,7 @@ pub struct ParamStore(Arc<Inner>);
 impl std::fmt::Debug for ParamStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParamStore")
-            .field("tensors", &self.0.tensors.len())
+            .field("tensors", &lock(&self.0.tensors).len())
             .finish()
     }
 }
@@ -103,7 +103,7 @@ impl ParamStore {
     /// whatever must be initialised.
     pub fn new(tensors: HashMap<String, Tensor>, trainable: TrainablePredicate, seed: u64) -> Self {
         Self(Arc::new(Inner {
-            tensors,
+            tensors: Mutex::new(tensors),
             trainable,
             vars: Mutex::new(Vec::new()),
             named: Mutex::new(Vec::new()),
@@ -140,15 +140,28 @@ impl ParamStore {
 
     /// Names of checkpoint tensors the model never asked for (ignored buffers, foreign heads).
     pub fn unused(&self, used: &[String]) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .0
-            .tensors
+        let mut names: Vec<String> = lock(&self.0.tensors)
             .keys()
             .filter(|k| !used.contains(k))
             .cloned()
             .collect();
         names.sort();
         names
+    }
+
+    /// A checkpoint tensor by canonical name, as stored.
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        lock(&self.0.tensors).get(name).cloned()
+    }
+
+    /// Drops every reference the store holds to `names`, so that weights the model replaced
+    /// (quantised layers) are freed rather than kept alive for saving.
+    pub fn release(&self, names: &[String]) {
+        let mut tensors = lock(&self.0.tensors);
+        for name in names {
+            tensors.remove(name);
+        }
+        lock(&self.0.named).retain(|(name, _)| !names.contains(name));
     }
 
     fn init(
@@ -186,7 +199,8 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = match self.0.tensors.get(name) {
+        let stored = lock(&self.0.tensors).get(name).cloned();
+        let tensor = match stored {
             Some(t) => {
                 if t.shape() != &shape {
                     candle_core::bail!(
@@ -216,14 +230,14 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        match self.0.tensors.get(name) {
+        match lock(&self.0.tensors).get(name) {
             Some(t) => t.to_device(dev)?.to_dtype(dtype),
             None => candle_core::bail!("no tensor named {name}"),
         }
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.tensors.contains_key(name)
+        lock(&self.0.tensors).contains_key(name)
     }
 }
 

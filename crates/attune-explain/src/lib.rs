@@ -9,6 +9,7 @@ pub mod attention;
 pub mod explainer;
 pub mod human;
 pub mod metrics;
+pub mod parity;
 pub mod render;
 pub mod words;
 

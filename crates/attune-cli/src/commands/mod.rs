@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod explain;
 mod predict;
+mod quantize;
 mod train;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Align(args) => align::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }
 
