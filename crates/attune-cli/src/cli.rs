@@ -350,4 +350,16 @@ pub struct BenchArgs {
     /// Explanations/s per method on this many dev sentences at their real lengths (0: skip).
     #[arg(long, default_value_t = 32)]
     pub explain_texts: usize,
+    /// Weight formats to measure inference in (each in its own process, for its peak RSS).
+    #[arg(long, default_value = "f32,bf16,int8", value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Reference engines for --reference: torch, torch-int8, ort, ort-int8.
+    #[arg(long, default_value = "torch,torch-int8,ort,ort-int8")]
+    pub engines: String,
+    /// Skip the training measurements.
+    #[arg(long)]
+    pub no_train: bool,
+    /// Internal: measure inference in this one format and print JSON rows.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
 }

@@ -141,3 +141,30 @@ pub fn training(
         repeats: results,
     })
 }
+
+/// Real-traffic throughput: every text at its real length (up to `max_len`), classified in
+/// batches of `batch` the way `attune predict` and the server do (sorted by length, so each
+/// batch pads little).
+pub fn traffic(
+    model: &LoadedModel,
+    texts: &[String],
+    batch: usize,
+    max_len: usize,
+    repeats: usize,
+) -> Result<Measurement, TrainError> {
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    model.classify(&texts, max_len, batch)?;
+    let mut results = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        model.classify(&texts, max_len, batch)?;
+        results.push(texts.len() as f64 / start.elapsed().as_secs_f64());
+    }
+    Ok(Measurement {
+        task: "traffic".into(),
+        batch,
+        seq: 0,
+        sentences_per_s: median(&mut results.clone()),
+        repeats: results,
+    })
+}

@@ -4,7 +4,8 @@ use std::process::Command;
 
 use anyhow::Context;
 use attune_core::checkpoint::{self, LoadOptions, TrainMode};
-use attune_train::bench::{inference, training, Measurement};
+use attune_core::quant::WeightFormat;
+use attune_train::bench::{inference, traffic, training, Measurement};
 
 use crate::cli::BenchArgs;
 
@@ -100,126 +101,251 @@ fn explanation_rates(
     Ok(out)
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// One line of the results: an engine's throughput on one task and shape.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Row {
+    engine: String,
+    task: String,
+    batch: usize,
+    seq: usize,
+    sentences_per_s: f64,
+    #[serde(default)]
+    repeats: Vec<f64>,
+    /// Peak resident memory of the process that measured (inference rows only).
+    #[serde(default)]
+    peak_rss_mb: Option<f64>,
+}
+
+impl Row {
+    fn ours(engine: &str, m: Measurement, peak_rss_mb: Option<f64>) -> Self {
+        Self {
+            engine: engine.into(),
+            task: m.task,
+            batch: m.batch,
+            seq: m.seq,
+            sentences_per_s: m.sentences_per_s,
+            repeats: m.repeats,
+            peak_rss_mb,
+        }
+    }
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MB; `None` off Linux.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn labels() -> Option<Vec<String>> {
+    Some(vec!["0".to_string(), "1".to_string()])
+}
+
+/// Inference in one weight format, in this process (a child of `run`): fixed shapes, with and
+/// without attention capture, and real traffic. Prints JSON rows.
+fn worker(args: &BenchArgs, format: &str) -> anyhow::Result<()> {
+    let format: WeightFormat = format.parse().map_err(anyhow::Error::msg)?;
     let texts = sentences(&args.data)?;
-    let labels = Some(vec!["0".to_string(), "1".to_string()]);
-    let frozen = checkpoint::load(
+    let mut model = checkpoint::load(
         &args.model,
         &LoadOptions {
-            labels: labels.clone(),
+            labels: labels(),
             ..Default::default()
         },
     )?;
-    let mut ours: Vec<Measurement> = Vec::new();
+    if format != WeightFormat::F32 {
+        model.quantize(format)?;
+    }
+    let engine = format!("attune-{format}");
+    let mut rows = Vec::new();
     for shape in &args.infer {
         let (b, s) = parse_shape(shape)?;
-        eprintln!("attune: inference {b}x{s}");
-        ours.push(inference(&frozen, &texts, b, s, args.repeats, false)?);
-        ours.push(inference(&frozen, &texts, b, s, args.repeats, true)?);
+        eprintln!("{engine}: inference {b}x{s}");
+        for capture in [false, true] {
+            rows.push(Row::ours(
+                &engine,
+                inference(&model, &texts, b, s, args.repeats, capture)?,
+                None,
+            ));
+        }
+    }
+    eprintln!(
+        "{engine}: traffic ({} sentences at their lengths)",
+        texts.len()
+    );
+    rows.push(Row::ours(
+        &engine,
+        traffic(&model, &texts, 32, 128, (args.repeats / 2).max(1))?,
+        None,
+    ));
+    let rss = peak_rss_mb();
+    for row in &mut rows {
+        row.peak_rss_mb = rss;
+    }
+    println!("{}", serde_json::to_string(&rows)?);
+    Ok(())
+}
+
+/// Runs `attune bench --worker FORMAT` as a child process and reads its rows.
+fn measure_format(args: &BenchArgs, format: &str) -> anyhow::Result<Vec<Row>> {
+    let exe = std::env::current_exe().context("locating the attune binary")?;
+    let output = Command::new(exe)
+        .args(["bench", "--worker", format, "--model"])
+        .arg(&args.model)
+        .arg("--data")
+        .arg(&args.data)
+        .args(["--repeats", &args.repeats.to_string()])
+        .args(["--infer", &args.infer.join(",")])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the inference worker")?;
+    if !output.status.success() {
+        anyhow::bail!("inference in {format} failed (see above)");
+    }
+    serde_json::from_slice(&output.stdout).context("inference worker printed invalid JSON")
+}
+
+fn reference_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
+    eprintln!("reference: tools/bench_reference.py ({})", args.engines);
+    let output = Command::new(&args.python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tools/bench_reference.py"
+        ))
+        .arg("--model")
+        .arg(&args.model)
+        .arg("--data")
+        .arg(&args.data)
+        .args(["--repeats", &args.repeats.to_string()])
+        .args(["--threads", &threads().to_string()])
+        .args(["--infer", &args.infer.join(",")])
+        .args(["--train", if args.no_train { "" } else { &args.train }])
+        .args(["--engines", &args.engines])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", args.python))?;
+    if !output.status.success() {
+        anyhow::bail!("tools/bench_reference.py failed (see above)");
+    }
+    serde_json::from_slice(&output.stdout).context("tools/bench_reference.py printed invalid JSON")
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(format) = &args.worker {
+        return worker(&args, format);
+    }
+    let texts = sentences(&args.data)?;
+    let mut rows: Vec<Row> = Vec::new();
+    for format in &args.formats {
+        rows.extend(measure_format(&args, format)?);
     }
     if args.explain_texts > 0 {
+        let frozen = checkpoint::load(
+            &args.model,
+            &LoadOptions {
+                labels: labels(),
+                ..Default::default()
+            },
+        )?;
         let chosen: Vec<&str> = texts
             .iter()
             .take(args.explain_texts)
             .map(String::as_str)
             .collect();
-        ours.extend(explanation_rates(&frozen, &chosen, args.repeats)?);
-    }
-    drop(frozen);
-    let (tb, ts) = parse_shape(&args.train)?;
-    for (task, mode) in [
-        ("train", TrainMode::Full),
-        (
-            "train-lora",
-            TrainMode::Lora(attune_core::lora::LoraConfig::new(
-                8,
-                16.0,
-                0.1,
-                vec!["query".into(), "value".into()],
-            )),
-        ),
-    ] {
-        eprintln!("attune: {task} {tb}x{ts}");
-        let model = checkpoint::load(
-            &args.model,
-            &LoadOptions {
-                labels: labels.clone(),
-                mode,
-                ..Default::default()
-            },
-        )?;
-        let mut m = training(&model, &texts, tb, ts, args.repeats)?;
-        m.task = task.into();
-        ours.push(m);
-    }
-    let reference: Vec<serde_json::Value> = if args.reference {
-        eprintln!("pytorch: running tools/bench_reference.py");
-        let output = Command::new(&args.python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../tools/bench_reference.py"
-            ))
-            .args([
-                "--model",
-                &args.model.display().to_string(),
-                "--data",
-                &args.data.display().to_string(),
-            ])
-            .args([
-                "--repeats",
-                &args.repeats.to_string(),
-                "--threads",
-                &threads().to_string(),
-            ])
-            .args(["--infer", &args.infer.join(","), "--train", &args.train])
-            .output()
-            .with_context(|| format!("running {}", args.python))?;
-        if !output.status.success() {
-            anyhow::bail!(
-                "tools/bench_reference.py failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
+        for m in explanation_rates(&frozen, &chosen, args.repeats)? {
+            rows.push(Row::ours("attune-f32", m, None));
         }
-        serde_json::from_slice(&output.stdout)
-            .context("tools/bench_reference.py printed invalid JSON")?
-    } else {
-        Vec::new()
-    };
-    println!(
-        "{:<18} {:>6} {:>5} {:>12} {:>12} {:>7}",
-        "task", "batch", "seq", "attune s/s", "pytorch s/s", "ratio"
-    );
-    let mut rows = Vec::new();
-    for m in &ours {
-        let torch = reference
-            .iter()
-            .find(|r| r["task"] == m.task.as_str() && r["batch"] == m.batch && r["seq"] == m.seq);
-        let torch_sps = torch.and_then(|r| r["sentences_per_s"].as_f64());
-        let ratio = torch_sps.map(|t| m.sentences_per_s / t);
-        println!(
-            "{:<18} {:>6} {:>5} {:>12.1} {:>12} {:>7}",
-            m.task,
-            m.batch,
-            m.seq,
-            m.sentences_per_s,
-            torch_sps
-                .map(|t| format!("{t:.1}"))
-                .unwrap_or_else(|| "-".into()),
-            ratio
-                .map(|r| format!("{r:.2}x"))
-                .unwrap_or_else(|| "-".into())
-        );
-        rows.push(
-            serde_json::json!({"attune": m, "pytorch_sentences_per_s": torch_sps, "ratio": ratio}),
-        );
     }
+    if !args.no_train {
+        let (tb, ts) = parse_shape(&args.train)?;
+        for (task, mode) in [
+            ("train", TrainMode::Full),
+            (
+                "train-lora",
+                TrainMode::Lora(attune_core::lora::LoraConfig::new(
+                    8,
+                    16.0,
+                    0.1,
+                    vec!["query".into(), "value".into()],
+                )),
+            ),
+        ] {
+            eprintln!("attune: {task} {tb}x{ts}");
+            let model = checkpoint::load(
+                &args.model,
+                &LoadOptions {
+                    labels: labels(),
+                    mode,
+                    ..Default::default()
+                },
+            )?;
+            let mut m = training(&model, &texts, tb, ts, args.repeats)?;
+            m.task = task.into();
+            rows.push(Row::ours("attune-f32", m, None));
+        }
+    }
+    if args.reference {
+        rows.extend(reference_rows(&args)?);
+    }
+    print_table(&rows);
     if let Some(path) = &args.json {
-        let doc = serde_json::json!({"threads": threads(), "model": args.model, "results": rows});
+        let doc = serde_json::json!({
+            "threads": threads(),
+            "model": args.model,
+            "cpu": cpu_model(),
+            "results": rows,
+        });
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("{}", path.display()))?;
     }
     Ok(())
+}
+
+/// One block per task and shape, one line per engine, with the ratio to PyTorch eager f32 in
+/// the same run.
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<18} {:>7} {:<16} {:>10} {:>10} {:>10}",
+        "task", "shape", "engine", "s/s", "x torch", "peak MB"
+    );
+    let mut keys: Vec<(&str, usize, usize)> = Vec::new();
+    for r in rows {
+        let key = (r.task.as_str(), r.batch, r.seq);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    for (task, batch, seq) in keys {
+        let same: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.task == task && r.batch == batch && r.seq == seq)
+            .collect();
+        let torch = rows
+            .iter()
+            .find(|r| r.engine == "torch" && r.task == task && r.batch == batch && r.seq == seq)
+            .map(|r| r.sentences_per_s);
+        let shape = if seq == 0 {
+            format!("{batch}xreal")
+        } else {
+            format!("{batch}x{seq}")
+        };
+        for r in same {
+            println!(
+                "{:<18} {:>7} {:<16} {:>10.1} {:>10} {:>10}",
+                task,
+                shape,
+                r.engine,
+                r.sentences_per_s,
+                torch.map_or("-".into(), |t| format!("{:.2}x", r.sentences_per_s / t)),
+                r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0}"))
+            );
+        }
+    }
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
 }

@@ -1,4 +1,6 @@
 //! Helpers shared by the binary's end-to-end tests.
+// Each test binary compiles this module and uses only some of its helpers.
+#![allow(dead_code)]
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
