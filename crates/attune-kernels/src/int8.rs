@@ -168,10 +168,36 @@ impl QuantizedRows {
     }
 }
 
+/// 1.5·2²³: adding it to a float in `[0, 2²²)` rounds it to an integer (ties to even) held in
+/// the low mantissa bits, so the low byte of the sum's bits is the u8 value — a conversion that
+/// vectorises, unlike Rust's saturating `as u8`.
+const MAGIC: f32 = 12_582_912.0;
+
+/// Row minimum and maximum with 16 independent lanes (a single running min/max is a serial
+/// dependency that does not vectorise); 0 is always included.
+fn row_range(src: &[f32]) -> (f32, f32) {
+    let mut lo = [0f32; 16];
+    let mut hi = [0f32; 16];
+    let chunks = src.chunks_exact(16);
+    let (mut rest_lo, mut rest_hi) = (0f32, 0f32);
+    for &v in chunks.remainder() {
+        rest_lo = rest_lo.min(v);
+        rest_hi = rest_hi.max(v);
+    }
+    for chunk in chunks {
+        for i in 0..16 {
+            lo[i] = lo[i].min(chunk[i]);
+            hi[i] = hi[i].max(chunk[i]);
+        }
+    }
+    (
+        lo.iter().copied().fold(rest_lo, f32::min),
+        hi.iter().copied().fold(rest_hi, f32::max),
+    )
+}
+
 fn quantize_row(src: &[f32], dst: &mut [u8]) -> (f32, i32) {
-    let (lo, hi) = src
-        .iter()
-        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = row_range(src);
     let range = hi - lo;
     if range <= 0.0 || !range.is_finite() {
         dst.fill(0);
@@ -181,7 +207,7 @@ fn quantize_row(src: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let inverse = 1.0 / scale;
     let zero = (-lo * inverse).round_ties_even().clamp(0.0, 255.0);
     for (q, &v) in dst.iter_mut().zip(src) {
-        *q = (v * inverse + zero).round_ties_even().clamp(0.0, 255.0) as u8;
+        *q = ((v * inverse + zero).clamp(0.0, 255.0) + MAGIC).to_bits() as u8;
     }
     (scale, zero as i32)
 }
