@@ -102,59 +102,162 @@ pub const SCALE_SUFFIX: &str = "_scale";
 
 /// Reads a safetensors file into canonical names (see [`canonical_name`]).
 ///
+/// Tensors are read one at a time (the header, then each tensor's bytes), so loading needs the
+/// model's size in memory plus its largest tensor — not twice the file, as reading the whole file
+/// first would (that transient was most of a serving process's peak RSS).
+///
 /// int8 weights (attune's quantised checkpoints) come back dequantised with their row scales
 /// (`<name>_scale`), so the model builds as from any checkpoint; [`load`] then packs them again,
 /// recovering the stored integers exactly.
 pub fn load_weights(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    use std::io::{Read, Seek, SeekFrom};
     let weights_error = |message: String| Error::Weights {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| weights_error(format!("cannot read safetensors: {e}")))?;
-    let mut out = HashMap::with_capacity(file.len());
-    for (key, view) in file.iter() {
-        let Some(name) = canonical_name(key) else {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size)
+        .map_err(|e| weights_error(format!("cannot read the header size: {e}")))?;
+    let header_len = u64::from_le_bytes(size);
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
+        return Err(weights_error(format!(
+            "header of {header_len} bytes does not fit a {file_len}-byte file (not safetensors?)"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| weights_error(format!("cannot read the header: {e}")))?;
+    let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| weights_error(format!("header is not valid JSON: {e}")))?;
+    let data_start = 8 + header_len;
+    let mut entries: Vec<(String, RawEntry)> = Vec::with_capacity(header.len());
+    for (key, value) in header {
+        if key == "__metadata__" {
             continue;
+        }
+        let entry: RawEntry = serde_json::from_value(value)
+            .map_err(|e| weights_error(format!("tensor {key}: bad header entry: {e}")))?;
+        let [begin, end] = entry.data_offsets;
+        if begin > end || data_start + end as u64 > file_len {
+            return Err(weights_error(format!(
+                "tensor {key}: data lies outside the file"
+            )));
+        }
+        entries.push((key, entry));
+    }
+    // int8 weights last: they need their scales, read as ordinary f32 tensors first.
+    entries.sort_by_key(|(_, e)| e.dtype == "I8");
+    let mut raw_scales: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut out = HashMap::with_capacity(entries.len());
+    for (key, entry) in entries {
+        let [begin, end] = entry.data_offsets;
+        file.seek(SeekFrom::Start(data_start + begin as u64))
+            .map_err(|e| weights_error(format!("tensor {key}: {e}")))?;
+        let elements: usize = entry.shape.iter().product();
+        if entry.dtype == "F32" && cfg!(target_endian = "little") && elements * 4 == end - begin {
+            // The common case straight into its final buffer: no second copy of the largest
+            // tensors (the word embeddings are half of MiniLM).
+            let mut values = vec![0f32; elements];
+            file.read_exact(bytemuck::cast_slice_mut(&mut values))
+                .map_err(|e| weights_error(format!("tensor {key}: {e}")))?;
+            if key.ends_with(SCALE_SUFFIX) {
+                raw_scales.insert(key.clone(), values.clone());
+            }
+            let tensor = Tensor::from_vec(values, entry.shape.as_slice(), device)
+                .map_err(|e| weights_error(format!("tensor {key}: {e}")))?;
+            if let Some(name) = canonical_name(&key) {
+                out.insert(name, tensor);
+            }
+            continue;
+        }
+        let mut bytes = vec![0u8; end - begin];
+        file.read_exact(&mut bytes)
+            .map_err(|e| weights_error(format!("tensor {key}: {e}")))?;
+        let width = match entry.dtype.as_str() {
+            "F64" | "I64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" => 2,
+            _ => 1,
         };
-        let tensor = if view.dtype() == safetensors::Dtype::I8 {
-            dequantize_int8(&file, key, &view).map_err(weights_error)?
+        if elements * width != bytes.len() {
+            return Err(weights_error(format!(
+                "tensor {key}: shape {:?} of {} needs {} bytes, the file has {}",
+                entry.shape,
+                entry.dtype,
+                elements * width,
+                bytes.len()
+            )));
+        }
+        let tensor = if entry.dtype == "I8" {
+            dequantize_int8(&key, &entry.shape, &bytes, &raw_scales).map_err(weights_error)?
         } else {
-            use candle_core::safetensors::Load;
-            view.load(device)
+            let dtype = match entry.dtype.as_str() {
+                "F32" => DType::F32,
+                "F64" => DType::F64,
+                "F16" => DType::F16,
+                "BF16" => DType::BF16,
+                "I64" => DType::I64,
+                "I32" => DType::I32,
+                "I16" => DType::I16,
+                "U32" => DType::U32,
+                "U8" => DType::U8,
+                other => {
+                    return Err(weights_error(format!(
+                        "tensor {key}: unsupported dtype {other}"
+                    )))
+                }
+            };
+            if key.ends_with(SCALE_SUFFIX) && dtype == DType::F32 {
+                raw_scales.insert(
+                    key.clone(),
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                );
+            }
+            Tensor::from_raw_buffer(&bytes, dtype, &entry.shape, device)
                 .map_err(|e| weights_error(format!("tensor {key}: {e}")))?
         };
-        out.insert(name, tensor.to_device(device)?);
+        if let Some(name) = canonical_name(&key) {
+            out.insert(name, tensor);
+        }
     }
     Ok(out)
 }
 
+/// One tensor's entry in a safetensors header.
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
 fn dequantize_int8(
-    file: &safetensors::SafeTensors<'_>,
     key: &str,
-    view: &safetensors::tensor::TensorView<'_>,
+    shape: &[usize],
+    bytes: &[u8],
+    scales: &HashMap<String, Vec<f32>>,
 ) -> std::result::Result<Tensor, String> {
-    let &[rows, cols] = view.shape() else {
+    let &[rows, cols] = shape else {
         return Err(format!(
-            "int8 tensor {key} has shape {:?}; only matrices are supported",
-            view.shape()
+            "int8 tensor {key} has shape {shape:?}; only matrices are supported"
         ));
     };
     let scale_key = format!("{key}{SCALE_SUFFIX}");
-    let scales = file
-        .tensor(&scale_key)
-        .map_err(|_| format!("int8 tensor {key} has no {scale_key}"))?;
-    if scales.dtype() != safetensors::Dtype::F32 || scales.shape() != [rows] {
-        return Err(format!("{scale_key} must be f32 of shape [{rows}]"));
+    let steps = scales
+        .get(&scale_key)
+        .ok_or_else(|| format!("int8 tensor {key} has no f32 {scale_key}"))?;
+    if steps.len() != rows {
+        return Err(format!(
+            "{scale_key} has {} values for {rows} rows",
+            steps.len()
+        ));
     }
-    let steps: Vec<f32> = scales
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let values: Vec<f32> = view
-        .data()
+    let values: Vec<f32> = bytes
         .iter()
         .enumerate()
         .map(|(i, &q)| f32::from(q as i8) * steps[i / cols.max(1)])

@@ -180,14 +180,16 @@ fn row_range(src: &[f32]) -> (f32, f32) {
     let mut hi = [0f32; 16];
     let chunks = src.chunks_exact(16);
     let (mut rest_lo, mut rest_hi) = (0f32, 0f32);
+    // Comparisons rather than `f32::min`/`max`, whose NaN rules cost extra instructions per
+    // lane; a NaN input then simply does not move the range.
     for &v in chunks.remainder() {
-        rest_lo = rest_lo.min(v);
-        rest_hi = rest_hi.max(v);
+        rest_lo = if v < rest_lo { v } else { rest_lo };
+        rest_hi = if v > rest_hi { v } else { rest_hi };
     }
     for chunk in chunks {
         for i in 0..16 {
-            lo[i] = lo[i].min(chunk[i]);
-            hi[i] = hi[i].max(chunk[i]);
+            lo[i] = if chunk[i] < lo[i] { chunk[i] } else { lo[i] };
+            hi[i] = if chunk[i] > hi[i] { chunk[i] } else { hi[i] };
         }
     }
     (
