@@ -118,19 +118,24 @@ pub fn load_weights(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut size = [0u8; 8];
     file.read_exact(&mut size)
-        .map_err(|e| weights_error(format!("cannot read the header size: {e}")))?;
+        .map_err(|e| weights_error(format!("cannot read safetensors: no header size ({e})")))?;
     let header_len = u64::from_le_bytes(size);
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
         return Err(weights_error(format!(
-            "header of {header_len} bytes does not fit a {file_len}-byte file (not safetensors?)"
+            "cannot read safetensors: a header of {header_len} bytes does not fit a \
+             {file_len}-byte file"
         )));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header)
-        .map_err(|e| weights_error(format!("cannot read the header: {e}")))?;
-    let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| weights_error(format!("header is not valid JSON: {e}")))?;
+        .map_err(|e| weights_error(format!("cannot read safetensors: header ({e})")))?;
+    let header: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| {
+            weights_error(format!(
+                "cannot read safetensors: header is not valid JSON ({e})"
+            ))
+        })?;
     let data_start = 8 + header_len;
     let mut entries: Vec<(String, RawEntry)> = Vec::with_capacity(header.len());
     for (key, value) in header {
