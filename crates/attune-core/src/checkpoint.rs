@@ -488,14 +488,63 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl LoadedModel {
+    /// Removes attention heads (`heads[layer]`: original indices, as HF's `prune_heads`) from
+    /// the f32 model, records them in `config.pruned_heads` and updates the stored parameters,
+    /// so a saved model has the reduced shapes that `transformers` also loads.
+    pub fn prune_heads(
+        &mut self,
+        heads: &std::collections::BTreeMap<usize, Vec<usize>>,
+    ) -> Result<()> {
+        self.merge_adapters()?;
+        let changed = self.model.prune_heads(heads)?;
+        self.config.pruned_heads = self.model.config().pruned_heads.clone();
+        for layer in self.model.dense_layers() {
+            let weight = format!("{}.weight", layer.name());
+            if changed.contains(&weight) {
+                if let Some(w) = layer.dense_weight() {
+                    self.params.replace(&weight, w.clone());
+                }
+            }
+            let bias = format!("{}.bias", layer.name());
+            if changed.contains(&bias) {
+                if let Some(b) = layer.bias() {
+                    self.params.replace(&bias, b.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds LoRA adapters into the weights for good: the stored parameters become the merged
+    /// weights and the adapters are dropped, so the model saves as a plain HF model.
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        if !self.model.has_unmerged_lora() {
+            return Ok(());
+        }
+        self.model.merge_lora()?;
+        self.lora = None;
+        for layer in self.model.dense_layers() {
+            if let Some(w) = layer.dense_weight() {
+                self.params
+                    .replace(&format!("{}.weight", layer.name()), w.clone());
+            }
+        }
+        let adapters: Vec<String> = self
+            .params
+            .named_tensors()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| crate::lora::is_adapter_param(name))
+            .collect();
+        self.params.release(&adapters);
+        Ok(())
+    }
+
     /// Converts the encoder's dense weights to `format` in place (see [`crate::quant`]) and
     /// frees their f32 copies. Stored int8 scales (a reloaded quantised model) are reused, so
     /// the integers come back exactly. LoRA adapters are merged first.
     pub fn quantize(&mut self, format: WeightFormat) -> Result<()> {
-        if self.model.has_unmerged_lora() {
-            self.model.merge_lora()?;
-            self.lora = None;
-        }
+        self.merge_adapters()?;
         let params = self.params.clone();
         let scales = |layer: &str| {
             params

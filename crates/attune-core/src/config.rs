@@ -104,6 +104,11 @@ pub struct BertConfig {
     /// attune extension: how the classification head pools (absent = CLS, HF's behaviour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attune_pooling: Option<Pooling>,
+    /// Heads removed from each layer, by original index (HF's `pruned_heads`, which
+    /// `transformers` also applies on load): the checkpoint's query/key/value and attention-output
+    /// weights have the reduced shapes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pruned_heads: BTreeMap<usize, Vec<usize>>,
     /// attune extension: storage format of the encoder's dense weights (absent = f32).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attune_weight_format: Option<crate::quant::WeightFormat>,
@@ -179,6 +184,23 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        for (&layer, heads) in &self.pruned_heads {
+            if layer >= self.num_hidden_layers {
+                return Err(format!(
+                    "pruned_heads names layer {layer}; the model has {}",
+                    self.num_hidden_layers
+                ));
+            }
+            if let Some(h) = heads.iter().find(|&&h| h >= self.num_attention_heads) {
+                return Err(format!(
+                    "pruned_heads names head {h} of layer {layer}; layers have {}",
+                    self.num_attention_heads
+                ));
+            }
+            if self.kept_heads(layer).is_empty() {
+                return Err(format!("pruned_heads removes every head of layer {layer}"));
+            }
+        }
         if self.position_embedding_type != "absolute" {
             return Err(format!(
                 "position_embedding_type {:?} (only \"absolute\" is supported)",
@@ -202,6 +224,14 @@ impl BertConfig {
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
+    }
+
+    /// Original indices of the heads layer `layer` still has (all of them unless pruned).
+    pub fn kept_heads(&self, layer: usize) -> Vec<usize> {
+        let pruned = self.pruned_heads.get(&layer);
+        (0..self.num_attention_heads)
+            .filter(|h| !pruned.is_some_and(|p| p.contains(h)))
+            .collect()
     }
 
     /// Dropout before the classifier, falling back to the hidden dropout as HF does.
@@ -267,6 +297,7 @@ impl BertConfig {
             problem_type: None,
             attune_pooling: None,
             attune_weight_format: None,
+            pruned_heads: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
     }

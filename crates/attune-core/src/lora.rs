@@ -271,6 +271,39 @@ impl Linear {
         Ok(())
     }
 
+    /// Keeps only the output features (weight rows, bias entries) listed in `rows`.
+    pub fn keep_outputs(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        let weight = self.dense_for_surgery()?;
+        self.weight = Weight::Dense(weight.index_select(rows, 0)?);
+        if let Some(bias) = &self.bias {
+            self.bias = Some(bias.detach().index_select(rows, 0)?);
+        }
+        Ok(())
+    }
+
+    /// Keeps only the input features (weight columns) listed in `cols`.
+    pub fn keep_inputs(&mut self, cols: &Tensor) -> candle_core::Result<()> {
+        let weight = self.dense_for_surgery()?;
+        self.weight = Weight::Dense(weight.index_select(cols, 1)?);
+        Ok(())
+    }
+
+    /// The f32 weight of a layer whose shape may change: no adapter, not quantised.
+    fn dense_for_surgery(&self) -> candle_core::Result<Tensor> {
+        if self.adapter.is_some() {
+            candle_core::bail!("{}: merge the LoRA adapter before pruning", self.name);
+        }
+        match &self.weight {
+            Weight::Dense(weight) => Ok(weight.detach()),
+            Weight::Packed(_) => candle_core::bail!(
+                "{}: prune the f32 model, then quantise (weights are {})",
+                self.name,
+                self.packed_weight()
+                    .map_or(WeightFormat::F32, PackedWeight::format)
+            ),
+        }
+    }
+
     /// Checkpoint path of the layer.
     pub fn name(&self) -> &str {
         &self.name

@@ -155,6 +155,8 @@ struct SelfAttention {
     query: Linear,
     key: Linear,
     value: Linear,
+    /// Original indices of the heads this layer has (fewer than the config's after pruning).
+    head_ids: Vec<usize>,
     num_heads: usize,
     head_dim: usize,
     dropout: Dropout,
@@ -164,19 +166,52 @@ impl SelfAttention {
     fn load(
         vb: VarBuilder<'_>,
         cfg: &BertConfig,
+        head_ids: Vec<usize>,
         lora: Option<&LoraConfig>,
         rng: &SharedRng,
     ) -> candle_core::Result<Self> {
         let h = cfg.hidden_size;
+        let width = head_ids.len() * cfg.head_dim();
         let std = cfg.initializer_range;
         Ok(Self {
-            query: Linear::load(vb.pp("query"), h, h, std, lora, rng)?,
-            key: Linear::load(vb.pp("key"), h, h, std, lora, rng)?,
-            value: Linear::load(vb.pp("value"), h, h, std, lora, rng)?,
-            num_heads: cfg.num_attention_heads,
+            query: Linear::load(vb.pp("query"), h, width, std, lora, rng)?,
+            key: Linear::load(vb.pp("key"), h, width, std, lora, rng)?,
+            value: Linear::load(vb.pp("value"), h, width, std, lora, rng)?,
+            num_heads: head_ids.len(),
+            head_ids,
             head_dim: cfg.head_dim(),
             dropout: Dropout::new(cfg.attention_probs_dropout_prob, rng.clone()),
         })
+    }
+
+    /// Removes the heads whose original indices are in `remove` (rows of query/key/value, and
+    /// the matching input columns of the output projection, which the caller passes).
+    fn prune(&mut self, remove: &[usize], output: &mut Linear) -> candle_core::Result<()> {
+        let keep: Vec<usize> = (0..self.num_heads)
+            .filter(|&p| !remove.contains(&self.head_ids[p]))
+            .collect();
+        if keep.len() == self.num_heads {
+            return Ok(());
+        }
+        if keep.is_empty() {
+            candle_core::bail!("pruning would remove every head of a layer; keep at least one");
+        }
+        let rows: Vec<u32> = keep
+            .iter()
+            .flat_map(|&p| (p * self.head_dim..(p + 1) * self.head_dim).map(|r| r as u32))
+            .collect();
+        let device = self
+            .query
+            .bias()
+            .map_or(Device::Cpu, |b| b.device().clone());
+        let rows = Tensor::new(rows, &device)?;
+        for linear in [&mut self.query, &mut self.key, &mut self.value] {
+            linear.keep_outputs(&rows)?;
+        }
+        output.keep_inputs(&rows)?;
+        self.head_ids = keep.iter().map(|&p| self.head_ids[p]).collect();
+        self.num_heads = keep.len();
+        Ok(())
     }
 
     /// `[batch, seq, hidden]` → `[batch, heads, seq, head_dim]`.
@@ -195,7 +230,8 @@ impl SelfAttention {
         head_mask: Option<&Tensor>,
         train: bool,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let (batch, seq, hidden) = xs.dims3()?;
+        let (batch, seq, _) = xs.dims3()?;
+        let width = self.num_heads * self.head_dim;
         let q = self.split_heads(&self.query.forward(xs, train)?)?;
         let k = self.split_heads(&self.key.forward(xs, train)?)?;
         let v = self.split_heads(&self.value.forward(xs, train)?)?;
@@ -209,7 +245,7 @@ impl SelfAttention {
         let context = weights
             .matmul(&v)?
             .transpose(1, 2)?
-            .reshape((batch, seq, hidden))?;
+            .reshape((batch, seq, width))?;
         Ok((context, probs))
     }
 }
@@ -229,6 +265,7 @@ impl Layer {
     fn load(
         vb: VarBuilder<'_>,
         cfg: &BertConfig,
+        index: usize,
         lora: Option<&LoraConfig>,
         rng: &SharedRng,
     ) -> candle_core::Result<Self> {
@@ -238,9 +275,13 @@ impl Layer {
             cfg.initializer_range,
         );
         let eps = cfg.layer_norm_eps;
+        let heads = cfg.kept_heads(index);
+        let width = heads.len() * cfg.head_dim();
+        let attention_output =
+            Linear::load(vb.pp("attention.output.dense"), width, h, std, lora, rng)?;
         Ok(Self {
-            attention: SelfAttention::load(vb.pp("attention").pp("self"), cfg, lora, rng)?,
-            attention_output: Linear::load(vb.pp("attention.output.dense"), h, h, std, lora, rng)?,
+            attention: SelfAttention::load(vb.pp("attention").pp("self"), cfg, heads, lora, rng)?,
+            attention_output,
             attention_norm: LayerNorm::load(vb.pp("attention.output.LayerNorm"), h, eps)?,
             intermediate: Linear::load(vb.pp("intermediate.dense"), h, i, std, lora, rng)?,
             output: Linear::load(vb.pp("output.dense"), i, h, std, lora, rng)?,
@@ -367,7 +408,7 @@ impl BertClassifier {
         let bert = vb.pp("bert");
         let embeddings = Embeddings::load(bert.pp("embeddings"), config, rng)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(bert.pp(format!("encoder.layer.{i}")), config, lora, rng))
+            .map(|i| Layer::load(bert.pp(format!("encoder.layer.{i}")), config, i, lora, rng))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let h = config.hidden_size;
         let std = config.initializer_range;
@@ -448,8 +489,18 @@ impl BertClassifier {
         }
         for (index, layer) in self.layers.iter().enumerate() {
             let _span = tracing::trace_span!("layer", index).entered();
+            // Head masks are indexed by original head, so one mask fits a pruned model too.
             let head_mask = match &opts.head_mask {
-                Some(m) => Some(m.get(index)?.to_dtype(self.dtype)?),
+                Some(m) => {
+                    let row = m.get(index)?.to_dtype(self.dtype)?;
+                    let ids = &layer.attention.head_ids;
+                    if ids.len() == row.dim(0)? {
+                        Some(row)
+                    } else {
+                        let ids: Vec<u32> = ids.iter().map(|&h| h as u32).collect();
+                        Some(row.index_select(&Tensor::new(ids, row.device())?, 0)?)
+                    }
+                }
                 None => None,
             };
             let (next, probs) = layer.forward(&xs, &additive, head_mask.as_ref(), opts.train)?;
@@ -538,6 +589,53 @@ impl BertClassifier {
         }
         self.config.attune_weight_format = (format != WeightFormat::F32).then_some(format);
         Ok(())
+    }
+
+    /// Removes attention heads: `heads[layer]` lists original head indices (as in HF's
+    /// `prune_heads`). Every layer keeps at least one head. Returns the names of the parameters
+    /// whose shapes changed.
+    pub fn prune_heads(
+        &mut self,
+        heads: &std::collections::BTreeMap<usize, Vec<usize>>,
+    ) -> candle_core::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for (&index, remove) in heads {
+            let Some(layer) = self.layers.get_mut(index) else {
+                candle_core::bail!(
+                    "layer {index} does not exist ({} layers)",
+                    self.layers.len()
+                );
+            };
+            let before = layer.attention.num_heads;
+            layer.attention.prune(remove, &mut layer.attention_output)?;
+            if layer.attention.num_heads != before {
+                for linear in [
+                    &layer.attention.query,
+                    &layer.attention.key,
+                    &layer.attention.value,
+                ] {
+                    changed.push(format!("{}.weight", linear.name()));
+                    changed.push(format!("{}.bias", linear.name()));
+                }
+                changed.push(format!("{}.weight", layer.attention_output.name()));
+                let entry = self.config.pruned_heads.entry(index).or_default();
+                for &h in remove {
+                    if !entry.contains(&h) {
+                        entry.push(h);
+                    }
+                }
+                entry.sort_unstable();
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Heads each layer still has (original indices).
+    pub fn heads(&self) -> Vec<Vec<usize>> {
+        self.layers
+            .iter()
+            .map(|l| l.attention.head_ids.clone())
+            .collect()
     }
 
     /// The format of the encoder's dense weights.

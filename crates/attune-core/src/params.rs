@@ -164,6 +164,17 @@ impl ParamStore {
         lock(&self.0.named).retain(|(name, _)| !names.contains(name));
     }
 
+    /// Replaces a parameter's value (and shape) everywhere the store holds it, after the model
+    /// changed it (pruned heads), so saving writes what the model now computes with.
+    pub fn replace(&self, name: &str, tensor: Tensor) {
+        lock(&self.0.tensors).insert(name.to_string(), tensor.clone());
+        let mut named = lock(&self.0.named);
+        match named.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = tensor,
+            None => named.push((name.to_string(), tensor)),
+        }
+    }
+
     fn init(
         &self,
         shape: &Shape,

@@ -99,9 +99,7 @@ fn trained_max_len(run_dir: &Path) -> anyhow::Result<usize> {
 /// Loads a trained model for inference, merging LoRA adapters for base-model speed.
 fn load_trained(dir: &Path) -> anyhow::Result<attune_core::checkpoint::LoadedModel> {
     let mut model = attune_core::checkpoint::load(dir, &Default::default())?;
-    if model.model.has_unmerged_lora() {
-        model.model.merge_lora()?;
-    }
+    model.merge_adapters()?;
     Ok(model)
 }
 
