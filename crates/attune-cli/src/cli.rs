@@ -34,6 +34,45 @@ pub enum Command {
     /// Convert a trained model's encoder to int8 or bf16 for faster inference; `eval` then
     /// shows the accuracy change and whether explanations stayed the same.
     Quantize(QuantizeArgs),
+    /// Score attention heads by importance (Michel et al. 2019), plot accuracy against the
+    /// fraction pruned, and write a model without the least important heads.
+    Prune(PruneArgs),
+}
+
+/// `attune prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Trained model (a run directory of `attune train`; LoRA adapters are merged).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled data the pruning curve and the speed are measured on (e.g. the dev set).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Labelled data the importance scores come from (default: --data). A split apart from
+    /// --data keeps the curve honest.
+    #[arg(long)]
+    pub importance_data: Option<PathBuf>,
+    /// Texts of the importance data to use.
+    #[arg(long, default_value_t = 2000)]
+    pub importance_limit: usize,
+    /// Fraction of all heads to remove in the written model.
+    #[arg(long, default_value_t = 0.3)]
+    pub fraction: f64,
+    /// Directory for the pruned model, prune.json and prune_curve.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tokens per text (default: the training setting).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Texts per batch (small batches approximate per-example gradients better).
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Seed of the random-order baseline.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Input options.
+    #[command(flatten)]
+    pub data_args: DataArgs,
 }
 
 /// `attune quantize`.

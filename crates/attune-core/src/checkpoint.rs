@@ -490,7 +490,7 @@ fn absolute(path: &Path) -> PathBuf {
 impl LoadedModel {
     /// Removes attention heads (`heads[layer]`: original indices, as HF's `prune_heads`) from
     /// the f32 model, records them in `config.pruned_heads` and updates the stored parameters,
-    /// so a saved model has the reduced shapes that `transformers` also loads.
+    /// so a saved model has the reduced shapes (the layout `transformers` 4.x reads back).
     pub fn prune_heads(
         &mut self,
         heads: &std::collections::BTreeMap<usize, Vec<usize>>,

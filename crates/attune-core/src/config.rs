@@ -104,9 +104,9 @@ pub struct BertConfig {
     /// attune extension: how the classification head pools (absent = CLS, HF's behaviour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attune_pooling: Option<Pooling>,
-    /// Heads removed from each layer, by original index (HF's `pruned_heads`, which
-    /// `transformers` also applies on load): the checkpoint's query/key/value and attention-output
-    /// weights have the reduced shapes.
+    /// Heads removed from each layer, by original index (HF's `pruned_heads` key): the
+    /// checkpoint's query/key/value and attention-output weights have the reduced shapes.
+    /// `transformers` 4.x applied it on load; 5.x dropped head pruning and refuses such shapes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pruned_heads: BTreeMap<usize, Vec<usize>>,
     /// attune extension: storage format of the encoder's dense weights (absent = f32).

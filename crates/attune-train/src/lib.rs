@@ -6,4 +6,5 @@ pub mod bench;
 pub mod data;
 pub mod metrics;
 pub mod optim;
+pub mod prune;
 pub mod trainer;

@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod explain;
 mod predict;
+mod prune;
 mod quantize;
 mod train;
 
@@ -24,6 +25,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Explain(args) => explain::run(args),
         Command::Align(args) => align::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Prune(args) => prune::run(args),
     }
 }
 
