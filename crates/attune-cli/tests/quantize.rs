@@ -1,4 +1,4 @@
-//! `attune quantize` end to end on the real model (needs `scripts/setup-model` and the shared
+//! `attune quantize` and `attune prune` end to end. Quantisation runs on the real model (needs `scripts/setup-model` and the shared
 //! SST-2 data): a short fine-tune, int8 and bf16 copies, and `eval`'s comparison against the
 //! f32 model — prediction agreement on the whole dev set and explanation parity.
 use std::path::{Path, PathBuf};
@@ -135,4 +135,75 @@ fn quantize_rejects_bad_requests_with_the_reason() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("for inference"), "{}", stderr(&o));
+}
+
+#[test]
+fn prune_writes_curve_report_and_a_loadable_model() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("tiny");
+    write_tiny_model(&model, &["neg", "pos"], 3, 0.3);
+    let data = work.path().join("d.tsv");
+    let rows: Vec<String> = (0..24)
+        .map(|i| {
+            let (text, label) = if i % 2 == 0 {
+                ("the movie was very good", "pos")
+            } else {
+                ("the plot was boring and bad", "neg")
+            };
+            format!("{text} {i}\t{label}")
+        })
+        .collect();
+    std::fs::write(&data, format!("sentence\tlabel\n{}\n", rows.join("\n"))).unwrap();
+    let out = work.path().join("pruned");
+    let o = attune(&[
+        "prune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--fraction",
+        "0.25",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("prune_curve.png").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("prune.json")).unwrap()).unwrap();
+    // The tiny model has 2 layers × 4 heads: a quarter is 2 heads, recorded in the config.
+    let pruned: usize = report["pruned_heads"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_array().unwrap().len())
+        .sum();
+    assert_eq!(pruned, 2);
+    assert_eq!(report["curve"].as_array().unwrap().len(), 10);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["pruned_heads"], report["pruned_heads"]);
+    let o = attune(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "the movie was good",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = attune(&[
+        "prune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--fraction",
+        "1.5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--fraction 1.5 must be in [0, 1)"),
+        "{}",
+        stderr(&o)
+    );
 }

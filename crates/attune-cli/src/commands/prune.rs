@@ -31,7 +31,11 @@ fn labelled(
 }
 
 /// Sentences per second classifying `texts` (median of 5, after a warm-up).
-fn throughput(model: &attune_core::checkpoint::LoadedModel, texts: &[&str], max_len: usize) -> anyhow::Result<f64> {
+fn throughput(
+    model: &attune_core::checkpoint::LoadedModel,
+    texts: &[&str],
+    max_len: usize,
+) -> anyhow::Result<f64> {
     model.classify(texts, max_len, 32)?;
     let mut rates = Vec::new();
     for _ in 0..5 {
@@ -64,7 +68,12 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     };
     let (texts, gold) = labelled(&args.data, &args.data_args, &model.labels, None)?;
     let (imp_texts, imp_gold) = match &args.importance_data {
-        Some(path) => labelled(path, &args.data_args, &model.labels, Some(args.importance_limit))?,
+        Some(path) => labelled(
+            path,
+            &args.data_args,
+            &model.labels,
+            Some(args.importance_limit),
+        )?,
         None => (
             texts.iter().take(args.importance_limit).cloned().collect(),
             gold.iter().take(args.importance_limit).copied().collect(),
@@ -75,7 +84,13 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     let encodings = model.tokenizer.encode(&text_refs, max_len)?;
     let imp_encodings = model.tokenizer.encode(&imp_refs, max_len)?;
     let mut bars = Bars::new();
-    let scores = head_importance(&model, &imp_encodings, &imp_gold, args.batch_size, &mut bars)?;
+    let scores = head_importance(
+        &model,
+        &imp_encodings,
+        &imp_gold,
+        args.batch_size,
+        &mut bars,
+    )?;
     let curve = pruning_curve(
         &model,
         &encodings,
@@ -97,6 +112,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     for &(layer, head) in &order[..count] {
         remove.entry(layer).or_default().push(head);
     }
+    remove.values_mut().for_each(|heads| heads.sort_unstable());
     eprintln!("measuring speed before and after pruning {count} heads");
     let before = throughput(&model, &text_refs, max_len)?;
     model.prune_heads(&remove)?;
@@ -116,7 +132,10 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     }
 
     let percent = |points: &dyn Fn(&attune_train::prune::CurvePoint) -> f64| -> Vec<(f64, f64)> {
-        curve.iter().map(|p| (100.0 * p.fraction, 100.0 * points(p))).collect()
+        curve
+            .iter()
+            .map(|p| (100.0 * p.fraction, 100.0 * points(p)))
+            .collect()
     };
     attune_plot::line_panels(
         &args.out.join("prune_curve.png"),
@@ -153,7 +172,10 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("{}", json_path.display()))?;
 
-    println!("{:>8} {:>8} {:>10} {:>10}", "pruned", "heads", "accuracy", "random");
+    println!(
+        "{:>8} {:>8} {:>10} {:>10}",
+        "pruned", "heads", "accuracy", "random"
+    );
     for p in &curve {
         println!(
             "{:>7.0}% {:>8} {:>9.2}% {:>9.2}%",
