@@ -83,7 +83,7 @@ fn quantised_models_agree_with_f32_on_sst2_dev() {
             .unwrap();
         assert!(raw > 0.95, "{dtype}: raw attention parity {raw}");
         assert!(saliency > 0.8, "{dtype}: saliency parity {saliency}");
-        // The quantised directory is a model like any other.
+        // The quantised directory is a model like any other: it predicts and explains.
         let o = attune(&[
             "predict",
             "--model",
@@ -91,6 +91,18 @@ fn quantised_models_agree_with_f32_on_sst2_dev() {
             "a gorgeous, witty film",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
+        let o = attune(&[
+            "explain",
+            "--model",
+            out.to_str().unwrap(),
+            "--methods",
+            "raw,saliency",
+            "--json",
+            "a gorgeous, witty film",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(line["scores"]["saliency"].as_array().unwrap().len(), 5);
     }
 }
 
