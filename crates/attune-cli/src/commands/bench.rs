@@ -197,6 +197,27 @@ fn measure_format(args: &BenchArgs, format: &str) -> anyhow::Result<Vec<Row>> {
     serde_json::from_slice(&output.stdout).context("inference worker printed invalid JSON")
 }
 
+/// Fails before any measuring when the reference engines cannot run.
+fn check_reference_env(args: &BenchArgs) -> anyhow::Result<()> {
+    let modules = if args.engines.contains("ort") {
+        "import torch, transformers, onnxruntime, onnx"
+    } else {
+        "import torch, transformers"
+    };
+    let ready = Command::new(&args.python)
+        .args(["-c", modules])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ready {
+        anyhow::bail!(
+            "--reference needs {} with torch, transformers and onnxruntime: run tools/setup-reference.sh",
+            args.python
+        );
+    }
+    Ok(())
+}
+
 fn reference_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
     eprintln!("reference: tools/bench_reference.py ({})", args.engines);
     let output = Command::new(&args.python)
@@ -225,6 +246,9 @@ fn reference_rows(args: &BenchArgs) -> anyhow::Result<Vec<Row>> {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(format) = &args.worker {
         return worker(&args, format);
+    }
+    if args.reference {
+        check_reference_env(&args)?;
     }
     let texts = sentences(&args.data)?;
     let mut rows: Vec<Row> = Vec::new();
