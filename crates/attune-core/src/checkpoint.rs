@@ -552,6 +552,17 @@ impl LoadedModel {
                 .and_then(|t| t.to_vec1::<f32>().ok())
         };
         self.model.quantize(format, scales)?;
+        let fast = match format {
+            WeightFormat::Int8 => attune_kernels::simd_int8_available(),
+            WeightFormat::Bf16 => attune_kernels::simd_bf16_available(),
+            WeightFormat::F32 => true,
+        };
+        if !fast {
+            tracing::warn!(
+                "this CPU lacks the AVX-512 instructions for {format}; the portable kernels run, \
+                 slower than f32 here"
+            );
+        }
         self.config.attune_weight_format = self.model.config().attune_weight_format;
         let replaced: Vec<String> = self
             .model

@@ -162,6 +162,8 @@ pub fn bf16_linear(
     Ok(())
 }
 
+/// Plain loops over the packed layout with 16 column accumulators per block, which compilers
+/// vectorise on any SIMD width.
 fn portable_rows(
     rows: &Bf16Rows,
     weight: &Bf16Matrix,
@@ -172,19 +174,24 @@ fn portable_rows(
 ) {
     let n = weight.n;
     let pairs = weight.k_padded / PAIR;
+    let block_len = pairs * LANES * PAIR;
     for r in 0..count {
         let a = &rows.data[(row0 + r) * rows.k_padded..][..rows.k_padded];
-        for col in 0..n {
-            let (block, lane) = (col / LANES, col % LANES);
-            let mut acc = 0f32;
-            for p in 0..pairs {
-                let base = ((block * pairs + p) * LANES + lane) * PAIR;
-                for o in 0..PAIR {
-                    acc = bf16_to_f32(a[p * PAIR + o])
-                        .mul_add(bf16_to_f32(weight.packed[base + o]), acc);
+        for (block, packed) in weight.packed.chunks_exact(block_len).enumerate() {
+            let first = block * LANES;
+            if first >= n {
+                break;
+            }
+            let mut acc = [0f32; LANES];
+            for (p, pair) in packed.chunks_exact(LANES * PAIR).enumerate() {
+                let (x0, x1) = (bf16_to_f32(a[p * PAIR]), bf16_to_f32(a[p * PAIR + 1]));
+                for (lane, w) in acc.iter_mut().zip(pair.chunks_exact(PAIR)) {
+                    *lane = x1.mul_add(bf16_to_f32(w[1]), x0.mul_add(bf16_to_f32(w[0]), *lane));
                 }
             }
-            out[r * n + col] = acc + bias[col];
+            for (lane, &sum) in acc.iter().enumerate().take(n - first) {
+                out[r * n + first + lane] = sum + bias[first + lane];
+            }
         }
     }
 }

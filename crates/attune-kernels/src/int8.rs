@@ -276,7 +276,9 @@ pub fn int8_linear(
     Ok(())
 }
 
-/// The same integer sums and epilogue as the SIMD kernel, in plain loops.
+/// The same integer sums and epilogue as the SIMD kernel, in plain loops over the packed layout:
+/// 16 column accumulators per block, which compilers vectorise on any SIMD width. Integer sums
+/// do not depend on order, so the result equals the SIMD kernel's.
 fn portable_rows(
     rows: &QuantizedRows,
     weight: &Int8Matrix,
@@ -287,19 +289,28 @@ fn portable_rows(
 ) {
     let n = weight.n;
     let groups = weight.k_padded / GROUP;
+    let block_len = groups * LANES * GROUP;
     for r in 0..count {
         let (a, scale, zero) = rows.row(row0 + r);
-        for col in 0..n {
-            let (block, lane) = (col / LANES, col % LANES);
-            let mut acc = 0i32;
-            for g in 0..groups {
-                let base = ((block * groups + g) * LANES + lane) * GROUP;
-                for o in 0..GROUP {
-                    acc += i32::from(a[g * GROUP + o]) * i32::from(weight.packed[base + o]);
+        for (block, packed) in weight.packed.chunks_exact(block_len).enumerate() {
+            let first = block * LANES;
+            if first >= n {
+                break;
+            }
+            let mut acc = [0i32; LANES];
+            for (g, group) in packed.chunks_exact(LANES * GROUP).enumerate() {
+                let x = &a[g * GROUP..(g + 1) * GROUP];
+                for (lane, w) in acc.iter_mut().zip(group.chunks_exact(GROUP)) {
+                    *lane += (0..GROUP)
+                        .map(|o| i32::from(x[o]) * i32::from(w[o]))
+                        .sum::<i32>();
                 }
             }
-            let corrected = (acc - zero * weight.row_sums[col]) as f32;
-            out[r * n + col] = (corrected * scale).mul_add(weight.scales[col], bias[col]);
+            for (lane, &sum) in acc.iter().enumerate().take(n - first) {
+                let col = first + lane;
+                let corrected = (sum - zero * weight.row_sums[col]) as f32;
+                out[r * n + col] = (corrected * scale).mul_add(weight.scales[col], bias[col]);
+            }
         }
     }
 }
