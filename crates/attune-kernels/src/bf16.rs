@@ -145,15 +145,11 @@ pub fn bf16_linear(
     let (n, k) = (weight.n, weight.k);
     check_len("activations", m * k, x.len())?;
     check_len("output", m * n, out.len())?;
-    if let Some(b) = bias {
-        check_len("bias", n, b.len())?;
-    }
+    let padded_bias = crate::padded_bias(bias, n, weight.n_padded())?;
     if backend == Backend::Simd && !crate::simd_bf16_available() {
         return Err(KernelError::Unsupported("bf16"));
     }
     let rows = round_rows(x, m, k);
-    let mut padded_bias = bias.map_or_else(Vec::new, <[f32]>::to_vec);
-    padded_bias.resize(weight.n_padded(), 0.0);
     for_row_tasks(out, m, n, n * k, |row0, count, chunk| match backend {
         #[cfg(target_arch = "x86_64")]
         Backend::Simd => crate::x86::bf16_rows(&rows, weight, &padded_bias, row0, count, chunk),

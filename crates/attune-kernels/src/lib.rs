@@ -126,6 +126,23 @@ pub(crate) fn check_len(
     }
 }
 
+/// The bias (or zeros) padded to the packed weight's columns, so tiles read whole panels.
+pub(crate) fn padded_bias(
+    bias: Option<&[f32]>,
+    n: usize,
+    n_padded: usize,
+) -> Result<Vec<f32>, KernelError> {
+    let mut padded = match bias {
+        Some(b) => {
+            check_len("bias", n, b.len())?;
+            b.to_vec()
+        }
+        None => Vec::new(),
+    };
+    padded.resize(n_padded, 0.0);
+    Ok(padded)
+}
+
 pub(crate) fn round_up(value: usize, multiple: usize) -> usize {
     value.div_ceil(multiple) * multiple
 }
