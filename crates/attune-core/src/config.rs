@@ -106,7 +106,7 @@ pub struct BertConfig {
     pub attune_pooling: Option<Pooling>,
     /// Heads removed from each layer, by original index (HF's `pruned_heads` key): the
     /// checkpoint's query/key/value and attention-output weights have the reduced shapes.
-    /// `transformers` 4.x applied it on load; 5.x dropped head pruning and refuses such shapes.
+    /// `transformers` 4.x applies it on load (checked with 4.57); 5.x dropped head pruning.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pruned_heads: BTreeMap<usize, Vec<usize>>,
     /// attune extension: storage format of the encoder's dense weights (absent = f32).
