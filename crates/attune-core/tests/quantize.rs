@@ -212,3 +212,90 @@ fn int8_encoder_on_real_weights_stays_close_to_f32() {
         }
     }
 }
+
+#[test]
+fn int8_product_on_real_weights_and_activations_is_within_its_bound() {
+    // The kernel's worst-case bound (see attune-kernels' tests), here on all-MiniLM-L6-v2's
+    // feed-forward weight of layer 0 and the real hidden states that enter it.
+    let dir = real_model_dir();
+    let weights =
+        attune_core::checkpoint::load_weights(&dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let w = &weights["bert.encoder.layer.0.intermediate.dense.weight"];
+    let (n, k) = w.dims2().unwrap();
+    let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    let opts = LoadOptions {
+        labels: Some(vec!["a".into(), "b".into()]),
+        ..LoadOptions::default()
+    };
+    let m = checkpoint::load(&dir, &opts).unwrap();
+    let batch = m
+        .tokenizer
+        .batch(
+            &[
+                "the service at the branch was slow",
+                "shares rallied on strong guidance",
+            ],
+            32,
+            &Device::Cpu,
+        )
+        .unwrap();
+    let out = m
+        .model
+        .forward(
+            &batch,
+            &ForwardOptions {
+                output_hidden_states: true,
+                ..ForwardOptions::default()
+            },
+        )
+        .unwrap();
+    // Real activations: layer 0's output (what layer 1's dense layers read), with BERT's
+    // outlier dimensions; the weight is a real 384 → 1536 projection.
+    let x = out.hidden_states[1].flatten_to(1).unwrap();
+    let rows = x.dim(0).unwrap();
+    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let weight = attune_kernels::Int8Matrix::quantize(&w, n, k).unwrap();
+    let quantized = attune_kernels::quantize_rows(&x, rows, k).unwrap();
+    let mut got = vec![0f32; rows * n];
+    attune_kernels::int8_linear(
+        &x,
+        rows,
+        &weight,
+        None,
+        &mut got,
+        attune_kernels::Backend::best_int8(),
+    )
+    .unwrap();
+    let mut worst = 0f64;
+    for r in 0..rows {
+        let (_, x_scale, _) = quantized.row(r);
+        for c in 0..n {
+            let (xr, wc) = (&x[r * k..(r + 1) * k], &w[c * k..(c + 1) * k]);
+            let exact: f64 = xr
+                .iter()
+                .zip(wc)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            let w_scale = weight.scales()[c];
+            let bound: f64 = xr
+                .iter()
+                .zip(wc)
+                .map(|(a, b)| {
+                    f64::from(a.abs() * w_scale / 2.0 + (b.abs() + w_scale / 2.0) * x_scale / 2.0)
+                })
+                .sum::<f64>()
+                + 1e-5 * exact.abs()
+                + 1e-6;
+            let err = (f64::from(got[r * n + c]) - exact).abs();
+            assert!(
+                err <= bound,
+                "row {r} col {c}: error {err} above bound {bound}"
+            );
+            worst = worst.max(err / bound);
+        }
+    }
+    // Typical errors sit far inside the worst case.
+    eprintln!("largest error: {worst:.3} of its bound");
+    assert!(worst < 0.5, "largest error reaches {worst} of its bound");
+}
