@@ -218,9 +218,7 @@ fn int8_product_on_real_weights_and_activations_is_within_its_bound() {
     // The kernel's worst-case bound (see attune-kernels' tests), here on all-MiniLM-L6-v2's
     // feed-forward weight of layer 0 and the real hidden states that enter it.
     let dir = real_model_dir();
-    let weights =
-        attune_core::checkpoint::load_weights(&dir.join("model.safetensors"), &Device::Cpu)
-            .unwrap();
+    let weights = checkpoint::load_weights(&dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let w = &weights["bert.encoder.layer.0.intermediate.dense.weight"];
     let (n, k) = w.dims2().unwrap();
     let w: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
