@@ -236,14 +236,14 @@ impl SelfAttention {
         let k = self.split_heads(&self.key.forward(xs, train)?)?;
         let v = self.split_heads(&self.value.forward(xs, train)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?;
+        let scores = ops::attention_scores(&q, &k).map_err(candle_core::Error::wrap)?;
         let probs = ops::masked_softmax(&scores, mask, scale).map_err(candle_core::Error::wrap)?;
         let mut weights = self.dropout.forward(&probs, train)?;
         if let Some(head_mask) = head_mask {
             weights = weights.broadcast_mul(&head_mask.reshape((1, self.num_heads, 1, 1))?)?;
         }
-        let context = weights
-            .matmul(&v)?
+        let context = ops::attention_context(&weights, &v)
+            .map_err(candle_core::Error::wrap)?
             .transpose(1, 2)?
             .reshape((batch, seq, width))?;
         Ok((context, probs))

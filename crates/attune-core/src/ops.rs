@@ -706,6 +706,137 @@ impl CustomOp2 for GeluBwdOp {
     }
 }
 
+/// Rows of the output computed together in the attention products: 4 rows × 32 columns of
+/// accumulators fit the 16 AVX2 registers with room for the operands.
+const ATT_ROWS: usize = 4;
+const ATT_COLS: usize = 32;
+
+/// `q · kᵀ` for every (batch, head): `[b, h, s, d] × [b, h, s, d] → [b, h, s, s]`, at inference.
+///
+/// candle hands each of the b·h small products to its GEMM, which packs both operands and
+/// splits every product across threads behind a barrier; here each thread takes whole
+/// (batch, head) pairs and runs a register-blocked loop with no packing.
+pub fn attention_scores(q: &Tensor, k: &Tensor) -> Result<Tensor> {
+    if q.track_op() || k.track_op() || !use_fused(q) || q.dims() != k.dims() {
+        return Ok(q.matmul(&k.t()?)?);
+    }
+    Ok(q.contiguous()?.apply_op2_no_bwd(
+        &k.contiguous()?,
+        &AttentionProduct {
+            transpose_rhs: true,
+        },
+    )?)
+}
+
+/// `p · v` for every (batch, head): `[b, h, s, s] × [b, h, s, d] → [b, h, s, d]`, at inference.
+pub fn attention_context(p: &Tensor, v: &Tensor) -> Result<Tensor> {
+    if p.track_op() || v.track_op() || !use_fused(p) {
+        return Ok(p.matmul(v)?);
+    }
+    Ok(p.contiguous()?.apply_op2_no_bwd(
+        &v.contiguous()?,
+        &AttentionProduct {
+            transpose_rhs: false,
+        },
+    )?)
+}
+
+struct AttentionProduct {
+    transpose_rhs: bool,
+}
+
+/// `out[i, :] = Σ_t a[i, t] · b[t, :]` for `a` `[m, kk]`, `b` `[kk, n]` (row-major), rows in
+/// blocks of 4 and columns in blocks of 32 held in registers.
+fn small_matmul(a: &[f32], b: &[f32], m: usize, kk: usize, n: usize, out: &mut [f32]) {
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(ATT_ROWS);
+        let mut j = 0;
+        while j < n {
+            let cols = (n - j).min(ATT_COLS);
+            let mut acc = [[0f32; ATT_COLS]; ATT_ROWS];
+            if cols == ATT_COLS && rows == ATT_ROWS {
+                for t in 0..kk {
+                    let brow: &[f32; ATT_COLS] = b[t * n + j..t * n + j + ATT_COLS]
+                        .try_into()
+                        .expect("32 columns");
+                    for r in 0..ATT_ROWS {
+                        let x = a[(i + r) * kk + t];
+                        for c in 0..ATT_COLS {
+                            acc[r][c] = x.mul_add(brow[c], acc[r][c]);
+                        }
+                    }
+                }
+            } else {
+                for t in 0..kk {
+                    for r in 0..rows {
+                        let x = a[(i + r) * kk + t];
+                        for c in 0..cols {
+                            acc[r][c] = x.mul_add(b[t * n + j + c], acc[r][c]);
+                        }
+                    }
+                }
+            }
+            for r in 0..rows {
+                out[(i + r) * n + j..(i + r) * n + j + cols].copy_from_slice(&acc[r][..cols]);
+            }
+            j += ATT_COLS;
+        }
+        i += ATT_ROWS;
+    }
+}
+
+impl CustomOp2 for AttentionProduct {
+    fn name(&self) -> &'static str {
+        "attune-attention-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let lhs = contiguous_f32(s1, l1, self.name())?;
+        let rhs = contiguous_f32(s2, l2, self.name())?;
+        let (b, h, m, kk) = l1.shape().dims4()?;
+        let (rb, rh, r0, r1) = l2.shape().dims4()?;
+        // scores: rhs is k [s, d], used transposed: n = s, inner = d.
+        let (n, inner) = if self.transpose_rhs {
+            (r0, r1)
+        } else {
+            (r1, r0)
+        };
+        if (rb, rh) != (b, h) || inner != kk {
+            candle_core::bail!(
+                "attention product: {:?} and {:?} do not fit",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let pairs = b * h;
+        let mut out = vec![0f32; pairs * m * n];
+        out.par_chunks_mut(m * n)
+            .zip(lhs.par_chunks(m * kk).zip(rhs.par_chunks(r0 * r1)))
+            .for_each(|(dst, (a, bm))| {
+                if self.transpose_rhs {
+                    // kᵀ once per pair ([d, s]), so the inner loop reads contiguous columns.
+                    let mut transposed = vec![0f32; r0 * r1];
+                    for row in 0..r0 {
+                        for col in 0..r1 {
+                            transposed[col * r0 + row] = bm[row * r1 + col];
+                        }
+                    }
+                    small_matmul(a, &transposed, m, kk, n, dst);
+                } else {
+                    small_matmul(a, bm, m, kk, n, dst);
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, h, m, n))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,6 +850,65 @@ mod tests {
 
     fn var(shape: &[usize], seed: u64) -> Var {
         Var::from_tensor(&random(shape, seed)).unwrap()
+    }
+
+    #[test]
+    fn attention_products_match_candle_matmul() {
+        // Sizes off the 4-row and 32-column blocks as well as on them.
+        for (b, h, s, d) in [(2, 3, 128, 32), (1, 2, 7, 5), (3, 1, 37, 33), (1, 1, 1, 1)] {
+            let q = random(&[b, h, s, d], 1);
+            let k = random(&[b, h, s, d], 2);
+            let scores = attention_scores(&q, &k).unwrap();
+            let expected = q.matmul(&k.t().unwrap()).unwrap();
+            let diff = (scores - &expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            let scale = expected
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0),
+                "scores {b}x{h}x{s}x{d}"
+            );
+            let p = random(&[b, h, s, s], 3);
+            let v = random(&[b, h, s, d], 4);
+            let context = attention_context(&p, &v).unwrap();
+            let expected = p.matmul(&v).unwrap();
+            let diff = (context - &expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            let scale = expected
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0),
+                "context {b}x{h}x{s}x{d}"
+            );
+        }
+        // With a gradient to carry, candle's differentiable matmul runs instead.
+        let q = var(&[1, 2, 5, 4], 5);
+        let k = random(&[1, 2, 5, 4], 6);
+        let grads = attention_scores(q.as_tensor(), &k)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(grads.get(q.as_tensor()).is_some());
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
