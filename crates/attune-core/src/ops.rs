@@ -89,12 +89,29 @@ struct LayerNormOp {
 }
 
 /// Mean and reciprocal standard deviation of one row, computed in f64 for stability: rows are
-/// short (hidden size) so the extra precision is free.
+/// short (hidden size) so the extra precision is free — as long as the sums run in 8 independent
+/// lanes: one running f64 sum is a chain of dependent adds (4 cycles each) that LLVM may not
+/// reorder, which made these statistics cost as much as the normalisation itself several times.
 fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+    let mean = lanes_sum_f64(row, f64::from) / n;
+    let var = lanes_sum_f64(row, |v| (f64::from(v) - mean).powi(2)) / n;
+    (mean as f32, (1.0 / (var + f64::from(eps)).sqrt()) as f32)
+}
+
+/// `Σ f(v)` in f64 over 8 independent lanes (see [`row_stats`]).
+#[inline(always)]
+fn lanes_sum_f64(row: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    const W: usize = 8;
+    let mut acc = [0f64; W];
+    let chunks = row.chunks_exact(W);
+    let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f64>() + rest
 }
 
 /// `row ← (row − mean) / std · gamma + beta`.
