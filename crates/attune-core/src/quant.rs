@@ -68,37 +68,26 @@ impl PackedWeight {
         format: WeightFormat,
         scales: Option<&[f32]>,
     ) -> candle_core::Result<Option<Self>> {
+        if format == WeightFormat::F32 {
+            return Ok(None);
+        }
         let (n, k) = weight.dims2()?;
         let values = weight
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        Ok(match format {
-            WeightFormat::F32 => None,
-            WeightFormat::Bf16 => Some(Self::Bf16(Arc::new(
-                Bf16Matrix::from_f32(&values, n, k).map_err(candle_core::Error::wrap)?,
-            ))),
-            WeightFormat::Int8 => {
-                let matrix = match scales {
-                    None => Int8Matrix::quantize(&values, n, k),
-                    Some(scales) => {
-                        let quantized: Vec<i8> = values
-                            .chunks_exact(k.max(1))
-                            .zip(scales)
-                            .flat_map(|(row, &s)| {
-                                let inverse = if s > 0.0 { 1.0 / s } else { 0.0 };
-                                row.iter().map(move |v| {
-                                    (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8
-                                })
-                            })
-                            .collect();
-                        Int8Matrix::from_quantized(&quantized, scales, n, k)
-                    }
-                }
-                .map_err(candle_core::Error::wrap)?;
-                Some(Self::Int8(Arc::new(matrix)))
+        let packed = match format {
+            WeightFormat::Bf16 => {
+                Bf16Matrix::from_f32(&values, n, k).map(|m| Self::Bf16(Arc::new(m)))
             }
-        })
+            _ => match scales {
+                None => Int8Matrix::quantize(&values, n, k),
+                Some(scales) => Int8Matrix::quantize_with_scales(&values, scales, n, k),
+            }
+            .map(|m| Self::Int8(Arc::new(m))),
+        }
+        .map_err(candle_core::Error::wrap)?;
+        Ok(Some(packed))
     }
 
     /// The format this weight is stored in.

@@ -26,13 +26,8 @@ impl Int8Matrix {
     /// `max|w| / 127`, rounding to nearest (ties to even).
     pub fn quantize(weight: &[f32], n: usize, k: usize) -> Result<Self, KernelError> {
         check_len("weight", n * k, weight.len())?;
-        let mut quantized = vec![0i8; n * k];
         let mut scales = vec![0f32; n];
-        for (row, (src, dst)) in weight
-            .chunks_exact(k.max(1))
-            .zip(quantized.chunks_exact_mut(k.max(1)))
-            .enumerate()
-        {
+        for (row, src) in weight.chunks_exact(k.max(1)).take(n).enumerate() {
             let max_abs = src.iter().fold(0f32, |m, v| m.max(v.abs()));
             if !max_abs.is_finite() || src.iter().any(|v| v.is_nan()) {
                 return Err(KernelError::BadScale {
@@ -40,14 +35,34 @@ impl Int8Matrix {
                     value: max_abs,
                 });
             }
-            let scale = max_abs / 127.0;
+            scales[row] = max_abs / 127.0;
+        }
+        Self::quantize_with_scales(weight, &scales, n, k)
+    }
+
+    /// Quantises `weight` (`[n, k]`, row-major) with given per-row steps: `q = round(w / s)`
+    /// (ties to even, clamped to ±127). Reloading a saved model this way from its dequantised
+    /// weights and stored scales recovers the stored integers exactly.
+    pub fn quantize_with_scales(
+        weight: &[f32],
+        scales: &[f32],
+        n: usize,
+        k: usize,
+    ) -> Result<Self, KernelError> {
+        check_len("weight", n * k, weight.len())?;
+        check_len("int8 weight scales", n, scales.len())?;
+        let mut quantized = vec![0i8; n * k];
+        for ((dst, src), &scale) in quantized
+            .chunks_exact_mut(k.max(1))
+            .zip(weight.chunks_exact(k.max(1)))
+            .zip(scales)
+        {
             let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             for (q, v) in dst.iter_mut().zip(src) {
                 *q = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
             }
-            scales[row] = scale;
         }
-        Self::from_quantized(&quantized, &scales, n, k)
+        Self::from_quantized(&quantized, scales, n, k)
     }
 
     /// Packs already-quantised weights (`[n, k]` row-major) with their per-row scales, as read
