@@ -1,10 +1,12 @@
 //! `attune prune`: head importance, the accuracy-vs-heads-pruned curve, and a pruned model.
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use anyhow::Context;
 use attune_plot::{Panel, Series};
-use attune_train::prune::{head_importance, prune_order, pruning_curve};
+use attune_train::bench::traffic;
+use attune_train::prune::{
+    head_importance, mask_without, masked_accuracy, prune_order, pruning_curve,
+};
 use attune_train::trainer::Gold;
 
 use crate::cli::{DataArgs, PruneArgs};
@@ -28,23 +30,6 @@ fn labelled(
         anyhow::bail!("head pruning needs single-label data");
     };
     Ok((ds.examples.into_iter().map(|e| e.text).collect(), gold))
-}
-
-/// Sentences per second classifying `texts` (median of 5, after a warm-up).
-fn throughput(
-    model: &attune_core::checkpoint::LoadedModel,
-    texts: &[&str],
-    max_len: usize,
-) -> anyhow::Result<f64> {
-    model.classify(texts, max_len, 32)?;
-    let mut rates = Vec::new();
-    for _ in 0..5 {
-        let start = Instant::now();
-        model.classify(texts, max_len, 32)?;
-        rates.push(texts.len() as f64 / start.elapsed().as_secs_f64());
-    }
-    rates.sort_by(f64::total_cmp);
-    Ok(rates[2])
 }
 
 pub fn run(args: PruneArgs) -> anyhow::Result<()> {
@@ -114,16 +99,24 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     }
     remove.values_mut().for_each(|heads| heads.sort_unstable());
     eprintln!("measuring speed before and after pruning {count} heads");
-    let before = throughput(&model, &text_refs, max_len)?;
+    // Real traffic (length-sorted batches of 32), median of 5 after a warm-up, as `bench` does.
+    let before = traffic(&model, &texts, 32, max_len, 5)?.sentences_per_s;
     model.prune_heads(&remove)?;
-    let after = throughput(&model, &text_refs, max_len)?;
-    let probs = model.classify(&text_refs, max_len, 32)?;
-    let correct = probs
-        .iter()
-        .zip(&gold)
-        .filter(|(p, &g)| attune_core::infer::argmax(p) as u32 == g)
-        .count();
-    let accuracy = correct as f64 / gold.len().max(1) as f64;
+    let after = traffic(&model, &texts, 32, max_len, 5)?.sentences_per_s;
+    // Head masks are in original indices, so an all-ones mask fits the pruned model.
+    let keep_all = mask_without(
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        &[],
+        model.model.device(),
+    )?;
+    let accuracy = masked_accuracy(
+        &model,
+        &encodings,
+        &gold,
+        &keep_all,
+        args.batch_size.max(32),
+    )?;
     model.save(&args.out)?;
     let run_config = args.model.join("train_config.json");
     if run_config.is_file() {
