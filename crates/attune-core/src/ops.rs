@@ -875,45 +875,25 @@ mod tests {
         for (b, h, s, d) in [(2, 3, 128, 32), (1, 2, 7, 5), (3, 1, 37, 33), (1, 1, 1, 1)] {
             let q = random(&[b, h, s, d], 1);
             let k = random(&[b, h, s, d], 2);
-            let scores = attention_scores(&q, &k).unwrap();
-            let expected = q.matmul(&k.t().unwrap()).unwrap();
-            let diff = (scores - &expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            let scale = expected
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0),
-                "scores {b}x{h}x{s}x{d}"
+            // Tolerance relative to the largest expected value.
+            let check = |got: Tensor, expected: Tensor, what: &str| {
+                let scale = max_diff(&expected, &expected.zeros_like().unwrap());
+                assert!(
+                    max_diff(&got, &expected) <= 1e-5 * scale.max(1.0),
+                    "{what} {b}x{h}x{s}x{d}"
+                );
+            };
+            check(
+                attention_scores(&q, &k).unwrap(),
+                q.matmul(&k.t().unwrap()).unwrap(),
+                "scores",
             );
             let p = random(&[b, h, s, s], 3);
             let v = random(&[b, h, s, d], 4);
-            let context = attention_context(&p, &v).unwrap();
-            let expected = p.matmul(&v).unwrap();
-            let diff = (context - &expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            let scale = expected
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                diff.to_scalar::<f32>().unwrap() <= 1e-5 * scale.max(1.0),
-                "context {b}x{h}x{s}x{d}"
+            check(
+                attention_context(&p, &v).unwrap(),
+                p.matmul(&v).unwrap(),
+                "context",
             );
         }
         // With a gradient to carry, candle's differentiable matmul runs instead.
