@@ -50,7 +50,9 @@ impl ForwardOptions {
 pub struct ModelOutput {
     /// Classification scores `[batch, num_labels]` (pre-softmax/sigmoid).
     pub logits: Tensor,
-    /// Last layer's hidden states `[batch, seq, hidden]`.
+    /// Last layer's hidden states `[batch, seq, hidden]` when hidden states were requested or
+    /// the head mean-pools; otherwise `[batch, 1, hidden]`, the `[CLS]` row alone (the only row a
+    /// `[CLS]` head reads, so the last layer computes no other).
     pub last_hidden: Tensor,
     /// `num_layers + 1` tensors (embeddings first) when requested, else empty.
     pub hidden_states: Vec<Tensor>,
@@ -222,32 +224,56 @@ impl SelfAttention {
             .contiguous()
     }
 
-    /// Returns the context `[batch, seq, hidden]` and the attention probabilities.
+    /// Returns the context `[batch, rows, hidden]` and the attention probabilities `[batch, heads,
+    /// rows, seq]`, where `rows` is every position or `[CLS]` alone (see [`Rows`]); keys and values
+    /// always come from every position of `xs`.
     fn forward(
         &self,
         xs: &Tensor,
         mask: &Tensor,
         head_mask: Option<&Tensor>,
         train: bool,
+        rows: Rows,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let (batch, seq, _) = xs.dims3()?;
+        let queries = match rows {
+            Rows::Cls { all_maps: false } => xs.narrow(1, 0, 1)?.contiguous()?,
+            Rows::All | Rows::Cls { all_maps: true } => xs.clone(),
+        };
+        let (batch, _, _) = xs.dims3()?;
         let width = self.num_heads * self.head_dim;
-        let q = self.split_heads(&self.query.forward(xs, train)?)?;
+        let q = self.split_heads(&self.query.forward(&queries, train)?)?;
         let k = self.split_heads(&self.key.forward(xs, train)?)?;
         let v = self.split_heads(&self.value.forward(xs, train)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = ops::attention_scores(&q, &k).map_err(candle_core::Error::wrap)?;
         let probs = ops::masked_softmax(&scores, mask, scale).map_err(candle_core::Error::wrap)?;
-        let mut weights = self.dropout.forward(&probs, train)?;
+        let used = match rows {
+            Rows::Cls { all_maps: true } => probs.narrow(2, 0, 1)?,
+            Rows::All | Rows::Cls { all_maps: false } => probs.clone(),
+        };
+        let out_rows = used.dim(2)?;
+        let mut weights = self.dropout.forward(&used, train)?;
         if let Some(head_mask) = head_mask {
             weights = weights.broadcast_mul(&head_mask.reshape((1, self.num_heads, 1, 1))?)?;
         }
         let context = ops::attention_context(&weights, &v)
             .map_err(candle_core::Error::wrap)?
             .transpose(1, 2)?
-            .reshape((batch, seq, width))?;
+            .reshape((batch, out_rows, width))?;
         Ok((context, probs))
     }
+}
+
+/// Which positions a layer computes its output for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Every position.
+    All,
+    /// Position 0 (`[CLS]`) alone, still attending over every position: all a `[CLS]`-pooling head
+    /// reads from the last layer, for 1/seq of its output and feed-forward work. With
+    /// `all_maps` the attention maps are still computed for every query row (they are returned),
+    /// but only `[CLS]`'s row goes on.
+    Cls { all_maps: bool },
 }
 
 struct Layer {
@@ -291,19 +317,25 @@ impl Layer {
         })
     }
 
+    /// Returns `[batch, seq, hidden]`, or `[batch, 1, hidden]` with [`Rows::Cls`].
     fn forward(
         &self,
         xs: &Tensor,
         mask: &Tensor,
         head_mask: Option<&Tensor>,
         train: bool,
+        rows: Rows,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let (context, probs) = self.attention.forward(xs, mask, head_mask, train)?;
+        let (context, probs) = self.attention.forward(xs, mask, head_mask, train, rows)?;
+        let residual = match rows {
+            Rows::All => xs.clone(),
+            Rows::Cls { .. } => xs.narrow(1, 0, 1)?.contiguous()?,
+        };
         let xs = self.sublayer_output(
             &self.attention_output,
             &self.attention_norm,
             &context,
-            xs,
+            &residual,
             train,
         )?;
         // Bias and GELU fuse at inference; in training the fused backward measured slower than
@@ -503,7 +535,20 @@ impl BertClassifier {
                 }
                 None => None,
             };
-            let (next, probs) = layer.forward(&xs, &additive, head_mask.as_ref(), opts.train)?;
+            // Nothing reads the last layer's other rows unless its hidden states were asked
+            // for: a [CLS] pooler sees row 0 only (mean pooling needs them all).
+            let rows = if index + 1 == self.layers.len()
+                && self.pooler.is_some()
+                && !opts.output_hidden_states
+            {
+                Rows::Cls {
+                    all_maps: opts.output_attentions,
+                }
+            } else {
+                Rows::All
+            };
+            let (next, probs) =
+                layer.forward(&xs, &additive, head_mask.as_ref(), opts.train, rows)?;
             xs = next;
             if opts.output_hidden_states {
                 hidden_states.push(xs.clone());

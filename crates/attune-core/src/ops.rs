@@ -728,13 +728,17 @@ impl CustomOp2 for GeluBwdOp {
 const ATT_ROWS: usize = 4;
 const ATT_COLS: usize = 32;
 
-/// `q · kᵀ` for every (batch, head): `[b, h, s, d] × [b, h, s, d] → [b, h, s, s]`, at inference.
+/// `q · kᵀ` for every (batch, head): `[b, h, q, d] × [b, h, s, d] → [b, h, q, s]`, at inference.
 ///
 /// candle hands each of the b·h small products to its GEMM, which packs both operands and
 /// splits every product across threads behind a barrier; here each thread takes whole
 /// (batch, head) pairs and runs a register-blocked loop with no packing.
 pub fn attention_scores(q: &Tensor, k: &Tensor) -> Result<Tensor> {
-    if q.track_op() || k.track_op() || !use_fused(q) || q.dims() != k.dims() {
+    let fits = q.rank() == 4
+        && k.rank() == 4
+        && q.dims()[..2] == k.dims()[..2]
+        && q.dims()[3] == k.dims()[3];
+    if q.track_op() || k.track_op() || !use_fused(q) || !fits {
         return Ok(q.matmul(&k.t()?)?);
     }
     Ok(q.contiguous()?.apply_op2_no_bwd(
@@ -745,7 +749,7 @@ pub fn attention_scores(q: &Tensor, k: &Tensor) -> Result<Tensor> {
     )?)
 }
 
-/// `p · v` for every (batch, head): `[b, h, s, s] × [b, h, s, d] → [b, h, s, d]`, at inference.
+/// `p · v` for every (batch, head): `[b, h, q, s] × [b, h, s, d] → [b, h, q, d]`, at inference.
 pub fn attention_context(p: &Tensor, v: &Tensor) -> Result<Tensor> {
     if p.track_op() || v.track_op() || !use_fused(p) {
         return Ok(p.matmul(v)?);

@@ -211,6 +211,65 @@ fn every_parameter_gets_a_gradient() {
     }
 }
 
+/// The last layer computes only the [CLS] row unless its hidden states are asked for (with
+/// attention maps still for every row when those are); logits, maps and every parameter's
+/// gradient — of a loss on the logits and the last layer's maps — must equal those of the full
+/// last layer (asked for through `output_hidden_states`), up to float reassociation.
+#[test]
+fn last_layer_on_cls_only_gives_the_full_layers_logits_maps_and_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), &["neg", "pos", "mixed"], 2, 0.5);
+    let m = load_with_mode(dir.path(), TrainMode::Full, DType::F32);
+    let batch = m.tokenizer.batch(TOY_SENTENCES, 32, &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
+    let run = |output_attentions: bool, output_hidden_states: bool| {
+        let opts = ForwardOptions {
+            output_attentions,
+            output_hidden_states,
+            ..ForwardOptions::default()
+        };
+        let out = m.model.forward(&batch, &opts).unwrap();
+        let mut loss = candle_nn::loss::cross_entropy(&out.logits, &targets).unwrap();
+        if let Some(last) = out.attentions.last() {
+            loss = (loss + last.sqr().unwrap().mean_all().unwrap()).unwrap();
+        }
+        let grads = loss.backward().unwrap();
+        (out, grads)
+    };
+    let (b, s) = batch.input_ids.dims2().unwrap();
+    for with_maps in [false, true] {
+        let (cls, cls_grads) = run(with_maps, false);
+        let (full, full_grads) = run(with_maps, true);
+        assert_eq!(cls.last_hidden.dims()[..2], [b, 1]);
+        assert_eq!(full.last_hidden.dims()[..2], [b, s]);
+        assert_close(&cls.logits, &full.logits, 1e-5, "logits");
+        assert_close(
+            &cls.last_hidden.squeeze(1).unwrap(),
+            &full
+                .last_hidden
+                .narrow(1, 0, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap(),
+            1e-5,
+            "[CLS] row of the last layer",
+        );
+        assert_eq!(cls.attentions.len(), full.attentions.len());
+        for (a, f) in cls.attentions.iter().zip(&full.attentions) {
+            assert_close(a, f, 1e-6, "attention maps");
+        }
+        for (name, var) in m.params.trainable_vars() {
+            let (Some(a), Some(f)) = (
+                cls_grads.get(var.as_tensor()),
+                full_grads.get(var.as_tensor()),
+            ) else {
+                panic!("{name}: gradient missing on one path");
+            };
+            assert_close(a, f, 1e-5, &format!("{name} (maps: {with_maps})"));
+        }
+    }
+}
+
 /// The gradient of a loss on the attention maps, checked against central finite differences
 /// in f64 (the f64 path runs the composed candle ops; the fused f32 kernels are checked against
 /// them in `ops.rs`).

@@ -252,7 +252,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let texts = sentences(&args.data)?;
     let mut rows: Vec<Row> = Vec::new();
-    for format in &args.formats {
+    // `--formats ""` measures no inference (training or the references only).
+    for format in args.formats.iter().filter(|f| !f.is_empty()) {
         rows.extend(measure_format(&args, format)?);
     }
     if args.explain_texts > 0 {
