@@ -101,9 +101,7 @@ impl AdamW {
         let mut norm_sq = 0f64;
         for slot in &self.slots {
             if let Some(g) = grads.get(slot.var.as_tensor()) {
-                norm_sq += with_f32(g, |g| {
-                    g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
-                })?;
+                norm_sq += with_f32(g, sum_of_squares)?;
             }
         }
         let norm = norm_sq.sqrt();
@@ -174,6 +172,15 @@ fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> candle_core::Result<T
     Ok(f(&to_f32_vec(t)?))
 }
 
+/// `Σ x²` in f64, in parallel chunks of independent lanes: as one serial chain over the 22.7 M
+/// gradients of MiniLM it took ~10 % of a real-length SST-2 step with the other core idle.
+fn sum_of_squares(values: &[f32]) -> f64 {
+    values
+        .par_chunks(1 << 16)
+        .map(|chunk| attune_core::ops::lanes_sum_f64(chunk, |x| f64::from(x) * f64::from(x)))
+        .sum()
+}
+
 /// The per-element AdamW update with bias corrections folded in.
 #[derive(Debug, Clone, Copy)]
 struct UpdateRule {
@@ -195,13 +202,15 @@ impl UpdateRule {
             .zip(v.par_chunks_mut(8192))
             .zip(grad.par_chunks(8192))
             .for_each(|(((th, m), v), g)| {
-                for i in 0..th.len() {
-                    let gi = g[i] * self.clip;
-                    m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * gi;
-                    v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * gi * gi;
+                // Zipped iterators, not indices: no bounds checks, so the loop vectorises.
+                let (inv_bias1, inv_bias2_sqrt) = (1.0 / self.bias1, 1.0 / self.bias2_sqrt);
+                for (((th, m), v), &g) in th.iter_mut().zip(m).zip(v).zip(g) {
+                    let g = g * self.clip;
+                    *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+                    *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
                     // m̂ / (√v̂ + eps)
-                    let update = (m[i] / self.bias1) / (v[i].sqrt() / self.bias2_sqrt + self.eps);
-                    th[i] = th[i] * self.decay - self.lr * update;
+                    let update = (*m * inv_bias1) / (v.sqrt() * inv_bias2_sqrt + self.eps);
+                    *th = *th * self.decay - self.lr * update;
                 }
             });
     }
