@@ -211,9 +211,8 @@ impl Linear {
         let rows = xs.elem_count() / in_dim;
         let flat = xs.reshape((rows, in_dim))?;
         let mut ys = match &self.weight {
-            Weight::Dense(weight) if weight.is_variable() => flat.matmul(&weight.t()?)?,
             Weight::Dense(weight) => {
-                crate::ops::frozen_linear(&flat, weight).map_err(candle_core::Error::wrap)?
+                crate::ops::linear(&flat, weight).map_err(candle_core::Error::wrap)?
             }
             // The kernel adds the bias in its epilogue.
             Weight::Packed(packed) => {

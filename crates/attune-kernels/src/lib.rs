@@ -16,14 +16,19 @@
 //!
 //! Each format has a SIMD path (chosen at run time from CPU features) and a portable path. For
 //! int8 both compute the same integer sums, so tests compare them exactly before any rounding.
-#![allow(unsafe_code)] // SIMD intrinsics and raw-pointer loads, confined to `x86`.
+//!
+//! It also wraps the `gemm` crate's f32 product (the one candle's matmul runs) behind a checked,
+//! safe call, for custom ops that need a product on raw buffers.
+#![allow(unsafe_code)] // SIMD intrinsics and raw-pointer loads (`x86`), the `gemm` call (`f32_product`).
 
 mod bf16;
+mod f32_product;
 mod int8;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use bf16::{bf16_linear, bf16_to_f32, f32_to_bf16, Bf16Matrix};
+pub use f32_product::{matmul_f32, MatRef};
 pub use int8::{int8_linear, quantize_rows, Int8Matrix, QuantizedRows};
 
 /// Output columns per SIMD block (one 512-bit register of f32 or i32).

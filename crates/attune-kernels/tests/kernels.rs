@@ -2,8 +2,8 @@
 //! quantisation steps (so they hold for every input, not just typical ones), and the SIMD kernels
 //! against the portable ones.
 use attune_kernels::{
-    bf16_linear, bf16_to_f32, f32_to_bf16, int8_linear, quantize_rows, Backend, Bf16Matrix,
-    Int8Matrix, KernelError,
+    bf16_linear, bf16_to_f32, f32_to_bf16, int8_linear, matmul_f32, quantize_rows, Backend,
+    Bf16Matrix, Int8Matrix, KernelError, MatRef,
 };
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -265,5 +265,51 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(matches!(
         bf16_linear(&[0.0; 8], 2, &bf16, None, &mut [0.0; 5], Backend::Portable),
         Err(KernelError::Length { what: "output", .. })
+    ));
+}
+
+/// The f32 product on strided views: every combination of transposed operands against the f64
+/// reference (relative error of a k-term f32 sum), and views that reach past their slice refused.
+#[test]
+fn f32_product_on_transposed_views_matches_the_reference() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    for &(m, k, n) in &SHAPES {
+        let x = random(&mut rng, m * k, 1.0);
+        let w = random(&mut rng, n * k, 1.0);
+        let zeros = vec![0f32; n];
+        let expected = reference(&x, &w, &zeros, m, k, n);
+        let x_t: Vec<f32> = (0..k * m).map(|i| x[(i % m) * k + i / m]).collect();
+        let w_t: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+        let lhs_forms = [
+            MatRef::row_major(&x, m, k),
+            MatRef::row_major(&x_t, k, m).t(),
+        ];
+        let rhs_forms = [
+            MatRef::row_major(&w, n, k).t(),
+            MatRef::row_major(&w_t, k, n),
+        ];
+        for lhs in lhs_forms {
+            for rhs in rhs_forms {
+                let got = matmul_f32(lhs, rhs).unwrap();
+                let bound = 1e-6 * k as f64 * 36.0;
+                for (g, e) in got.iter().zip(&expected) {
+                    assert!(
+                        (f64::from(*g) - e).abs() <= bound,
+                        "{m}x{k}x{n}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+    let data = vec![1f32; 6];
+    let too_long = MatRef::row_major(&data, 3, 3);
+    assert!(matches!(
+        matmul_f32(too_long, MatRef::row_major(&data, 3, 2)),
+        Err(KernelError::Length { .. })
+    ));
+    let short_inner = MatRef::row_major(&data, 2, 3);
+    assert!(matches!(
+        matmul_f32(short_inner, MatRef::row_major(&data, 2, 3)),
+        Err(KernelError::Length { .. })
     ));
 }
