@@ -483,6 +483,12 @@ impl BertClassifier {
         self.embeddings.word_embeddings(input_ids)
     }
 
+    /// The word-embedding matrix `[vocab, hidden]`: the trainer looks rows up outside the
+    /// autograd graph when it trains (see `attune_train::optim::RowGradients`).
+    pub fn word_embedding_matrix(&self) -> &Tensor {
+        &self.embeddings.word
+    }
+
     /// Runs a tokenised batch.
     pub fn forward(
         &self,

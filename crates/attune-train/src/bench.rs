@@ -8,7 +8,7 @@ use attune_core::infer::cross_entropy;
 use attune_core::{ForwardOptions, Tensor};
 use serde::Serialize;
 
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{training_forward, AdamW, AdamWConfig};
 use crate::trainer::TrainError;
 
 /// One measured configuration.
@@ -117,10 +117,14 @@ pub fn training(
         let b = fixed_batch(model, texts, batch, seq, offset)?;
         let targets: Vec<u32> = (0..batch as u32).map(|i| i % k).collect();
         let targets = Tensor::from_vec(targets, batch, model.model.device())?;
-        let out = model.model.forward(&b, &opts)?;
+        let (out, lookup) = training_forward(model, &b, &opts)?;
         let loss = cross_entropy(&out.logits, &targets, None)?;
         let grads = loss.backward()?;
-        optimizer.step(&grads, 1e-5, Some(1.0))?;
+        let rows = match &lookup {
+            Some(lookup) => lookup.gradients(&grads)?,
+            None => Vec::new(),
+        };
+        optimizer.step(&grads, &rows, 1e-5, Some(1.0))?;
         Ok(())
     };
     step(0)?;

@@ -19,7 +19,7 @@ use tokenizers::Encoding;
 
 use crate::data::Rationale;
 use crate::metrics::{evaluate, evaluate_multilabel, Evaluation};
-use crate::optim::{linear_schedule, AdamW, AdamWConfig};
+use crate::optim::{linear_schedule, training_forward, AdamW, AdamWConfig};
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -594,7 +594,7 @@ pub fn train(
                 indices.iter().map(|&i| train_enc[i].clone()).collect(),
                 &device,
             )?;
-            let out = model.model.forward(&batch, &train_opts)?;
+            let (out, lookup) = training_forward(model, &batch, &train_opts)?;
             let mut loss = train
                 .gold
                 .loss(&out.logits, &indices, class_weights.as_ref())?;
@@ -625,7 +625,11 @@ pub fn train(
             }
             let grads = loss.backward()?;
             let lr = linear_schedule(step - 1, warmup, total_steps, cfg.lr);
-            let grad_norm = optimizer.step(&grads, lr, Some(cfg.max_grad_norm))?;
+            let rows = match &lookup {
+                Some(lookup) => lookup.gradients(&grads)?,
+                None => Vec::new(),
+            };
+            let grad_norm = optimizer.step(&grads, &rows, lr, Some(cfg.max_grad_norm))?;
             let elapsed = started.elapsed().as_secs_f64();
             train_seconds += elapsed;
             sentences += indices.len();
