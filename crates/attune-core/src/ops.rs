@@ -7,6 +7,8 @@
 //! define `bwd` with a second fused kernel, so the encoder is both trainable and fast. On devices
 //! other than the CPU (the `cuda` feature) they fall back to the composed, differentiable ops.
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -473,6 +475,113 @@ impl CustomOp2 for LinearOp {
             None
         };
         Ok((dx, dw))
+    }
+}
+
+/// Elements per independently seeded dropout chunk (a multiple of 64: chunks own whole words of
+/// the keep-bits).
+const DROPOUT_CHUNK: usize = 1 << 15;
+
+/// Dropout's keep-bits for `n` elements: bit `i` is set when element `i` survives (probability
+/// `1 − p`). Each chunk of [`DROPOUT_CHUNK`] elements draws from its own generator, seeded from
+/// `seed` and the chunk index, so masks are made in parallel yet depend only on the seed; each
+/// 64-bit draw decides two elements (its halves against `p · 2³²`).
+pub fn dropout_keep_bits(n: usize, p: f64, seed: u64) -> Vec<u64> {
+    let threshold = (p * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    bits.par_chunks_mut(DROPOUT_CHUNK / 64)
+        .enumerate()
+        .for_each(|(chunk, words)| {
+            let mut rng =
+                SmallRng::seed_from_u64(seed ^ (chunk as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            for word in words {
+                let mut keep = 0u64;
+                for pair in 0..32 {
+                    let draw: u64 = rng.random();
+                    let low = u64::from(draw as u32 >= threshold);
+                    let high = u64::from((draw >> 32) as u32 >= threshold);
+                    keep |= (low | high << 1) << (2 * pair);
+                }
+                *word = keep;
+            }
+        });
+    bits
+}
+
+/// `xs · mask · scale` with the mask given as keep-bits ([`dropout_keep_bits`]), differentiable:
+/// one pass each way, and the mask kept as bits (1/32 of an f32 mask) for the backward. The
+/// composed form wrote an f32 mask, multiplied by it, and multiplied the gradient again.
+pub fn dropout(xs: &Tensor, keep: Vec<u64>, scale: f32) -> Result<Tensor> {
+    if keep.len() != xs.elem_count().div_ceil(64) {
+        return Err(candle_core::Error::Msg(format!(
+            "dropout: {} keep-bit words for {} elements",
+            keep.len(),
+            xs.elem_count()
+        ))
+        .into());
+    }
+    let op = DropoutOp { keep, scale };
+    if !use_fused(xs) {
+        let mask: Vec<f32> = (0..xs.elem_count()).map(|i| op.factor(i)).collect();
+        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
+        return Ok(xs.mul(&mask)?);
+    }
+    let xs = xs.contiguous()?;
+    Ok(if xs.track_op() {
+        xs.apply_op1(op)?
+    } else {
+        xs.apply_op1_no_bwd(&op)?
+    })
+}
+
+struct DropoutOp {
+    keep: Vec<u64>,
+    scale: f32,
+}
+
+impl DropoutOp {
+    /// `scale` for a kept element, 0 for a dropped one.
+    #[inline(always)]
+    fn factor(&self, i: usize) -> f32 {
+        if (self.keep[i / 64] >> (i % 64)) & 1 == 1 {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "attune-dropout"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = contiguous_f32(s1, l1, self.name())?;
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(DROPOUT_CHUNK)
+            .zip(xs.par_chunks(DROPOUT_CHUNK))
+            .enumerate()
+            .for_each(|(chunk, (dst, src))| {
+                let words = &self.keep[chunk * DROPOUT_CHUNK / 64..];
+                for ((d64, s64), &word) in dst.chunks_mut(64).zip(src.chunks(64)).zip(words) {
+                    for (bit, (d, &x)) in d64.iter_mut().zip(s64).enumerate() {
+                        let kept = ((word >> bit) & 1) as f32;
+                        *d = x * kept * self.scale;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    /// The same mask on the gradient.
+    fn bwd(
+        &self,
+        _xs: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
     }
 }
 
@@ -1016,6 +1125,30 @@ mod tests {
             .matmul(&frozen)
             .unwrap();
         assert!(max_diff(grads.get(x.as_tensor()).unwrap(), &expected) < 1e-5);
+    }
+
+    #[test]
+    fn dropout_matches_multiplying_by_its_mask_and_drops_p() {
+        let x = var(&[3, 1000, 37], 21);
+        let keep = dropout_keep_bits(x.elem_count(), 0.1, 5);
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|i| ((keep[i / 64] >> (i % 64)) & 1) as f32 / 0.9)
+            .collect();
+        let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
+        // 111,000 Bernoulli(0.1) draws: standard deviation 0.0009.
+        assert!((dropped - 0.1).abs() < 0.005, "dropped {dropped}");
+        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu).unwrap();
+        assert_matches_composed(
+            dropout(x.as_tensor(), keep.clone(), 1.0 / 0.9).unwrap(),
+            x.as_tensor().mul(&mask).unwrap(),
+            &[("x", &x)],
+            1e-6,
+            1e-6,
+        );
+        // Same seed, same mask; another seed, another mask.
+        assert_eq!(keep, dropout_keep_bits(x.elem_count(), 0.1, 5));
+        assert_ne!(keep, dropout_keep_bits(x.elem_count(), 0.1, 6));
+        assert!(dropout(x.as_tensor(), vec![0; 3], 1.0).is_err());
     }
 
     /// A fused kernel must agree with candle's composed (differentiable) ops built from the same

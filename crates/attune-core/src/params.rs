@@ -14,10 +14,6 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
-
-/// Elements per independently seeded dropout chunk.
-const DROPOUT_CHUNK: usize = 1 << 15;
 
 /// Decides from a parameter's full name whether it trains.
 pub type TrainablePredicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -271,27 +267,10 @@ impl Dropout {
         if !train || self.p <= 0.0 {
             return Ok(xs.clone());
         }
-        let scale = (1.0 / (1.0 - self.p)) as f32;
-        // Compare raw 32-bit draws with p·2³²: one integer draw per element.
-        let threshold = (self.p * u32::MAX as f64) as u32;
-        // One draw from the run's generator seeds a generator per fixed-size chunk, so masks are
-        // made in parallel yet depend only on the seed, not on thread scheduling.
-        let base: u64 = self.rng.with(|rng| rng.random());
-        let mut mask = vec![0f32; xs.elem_count()];
-        mask.par_chunks_mut(DROPOUT_CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| {
-                let mut rng =
-                    SmallRng::seed_from_u64(base ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                for m in chunk {
-                    *m = if rng.random::<u32>() < threshold {
-                        0.0
-                    } else {
-                        scale
-                    };
-                }
-            });
-        let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?;
-        xs.mul(&mask)
+        // One draw from the run's generator seeds the mask, whose chunks are drawn in parallel.
+        let seed: u64 = self.rng.with(|rng| rng.random());
+        let keep = crate::ops::dropout_keep_bits(xs.elem_count(), self.p, seed);
+        crate::ops::dropout(xs, keep, (1.0 / (1.0 - self.p)) as f32)
+            .map_err(candle_core::Error::wrap)
     }
 }
