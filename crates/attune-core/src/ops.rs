@@ -483,7 +483,7 @@ impl CustomOp2 for LinearOp {
 const DROPOUT_CHUNK: usize = 1 << 15;
 
 /// Dropout's keep-bits for `n` elements: bit `i` is set when element `i` survives (probability
-/// `1 − p`). Each chunk of [`DROPOUT_CHUNK`] elements draws from its own generator, seeded from
+/// `1 − p`). Each chunk of 32,768 elements draws from its own generator, seeded from
 /// `seed` and the chunk index, so masks are made in parallel yet depend only on the seed; each
 /// 64-bit draw decides two elements (its halves against `p · 2³²`).
 pub fn dropout_keep_bits(n: usize, p: f64, seed: u64) -> Vec<u64> {
