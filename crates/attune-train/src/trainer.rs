@@ -361,6 +361,18 @@ pub fn evaluate_encoded(
     batch_size: usize,
     obs: &mut dyn Observer,
 ) -> Result<Evaluation> {
+    Ok(score_encoded(model, encodings, gold, batch_size, obs)?.0)
+}
+
+/// [`evaluate_encoded`] plus each text's decision (its class, or its set of classes for a
+/// multi-label model), for comparing two models' predictions without running either twice.
+pub fn score_encoded(
+    model: &LoadedModel,
+    encodings: &[Encoding],
+    gold: &Gold,
+    batch_size: usize,
+    obs: &mut dyn Observer,
+) -> Result<(Evaluation, Vec<Vec<u32>>)> {
     let mut order: Vec<usize> = (0..encodings.len()).collect();
     order.sort_by_key(|&i| encodings[i].len());
     let mut single = vec![0u32; encodings.len()];
@@ -390,8 +402,14 @@ pub fn evaluate_encoded(
     }
     let loss = Some(loss_sum / gold.len().max(1) as f64);
     Ok(match gold {
-        Gold::Single(ids) => evaluate(ids, &single, &model.labels, loss),
-        Gold::Multi(sets) => evaluate_multilabel(sets, &multi, &model.labels, loss),
+        Gold::Single(ids) => (
+            evaluate(ids, &single, &model.labels, loss),
+            single.into_iter().map(|c| vec![c]).collect(),
+        ),
+        Gold::Multi(sets) => (
+            evaluate_multilabel(sets, &multi, &model.labels, loss),
+            multi,
+        ),
     })
 }
 

@@ -6,7 +6,7 @@ use attune_explain::explainer::{ExplainConfig, Explainer, Method};
 use attune_explain::parity::{explanation_parity, MethodParity};
 
 use attune_train::metrics::Evaluation;
-use attune_train::trainer::{evaluate_encoded, write_evaluation, Gold};
+use attune_train::trainer::{score_encoded, write_evaluation, Gold};
 
 use crate::cli::{DataArgs, EvalArgs};
 use crate::progress::Bars;
@@ -28,7 +28,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let texts: Vec<&str> = ds.examples.iter().map(|e| e.text.as_str()).collect();
     let encodings = model.tokenizer.encode(&texts, max_len)?;
     let mut bars = Bars::new();
-    let eval = evaluate_encoded(&model, &encodings, &gold, args.batch_size, &mut bars)?;
+    let (eval, decisions) = score_encoded(&model, &encodings, &gold, args.batch_size, &mut bars)?;
     bars.finish();
     let stem = args
         .data
@@ -52,7 +52,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let texts_for_parity = &texts[..texts.len().min(args.parity_texts)];
         let comparison = compare(
             &model,
-            &eval,
+            (&eval, &decisions),
             &dir,
             Inputs {
                 texts: &texts,
@@ -134,9 +134,11 @@ impl Comparison {
     }
 }
 
+/// The model against its baseline on the same texts, given the model's evaluation and
+/// decisions, already computed.
 fn compare(
     model: &LoadedModel,
-    eval: &Evaluation,
+    (eval, ours): (&Evaluation, &[Vec<u32>]),
     baseline_dir: &std::path::Path,
     inputs: Inputs<'_>,
 ) -> anyhow::Result<Comparison> {
@@ -150,7 +152,7 @@ fn compare(
     }
     let encodings = baseline.tokenizer.encode(inputs.texts, inputs.max_len)?;
     let mut bars = Bars::new();
-    let base_eval = evaluate_encoded(
+    let (base_eval, theirs) = score_encoded(
         &baseline,
         &encodings,
         inputs.gold,
@@ -158,21 +160,6 @@ fn compare(
         &mut bars,
     )?;
     bars.finish();
-    let decisions = |m: &LoadedModel| -> anyhow::Result<Vec<Vec<usize>>> {
-        let multi = m.config.problem_type == Some(ProblemType::MultiLabelClassification);
-        Ok(m.classify(inputs.texts, inputs.max_len, inputs.batch_size)?
-            .iter()
-            .map(|p| {
-                if multi {
-                    (0..p.len()).filter(|&i| p[i] >= 0.5).collect()
-                } else {
-                    vec![attune_core::infer::argmax(p)]
-                }
-            })
-            .collect())
-    };
-    let ours = decisions(model)?;
-    let theirs = decisions(&baseline)?;
     let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     let config = ExplainConfig {
         methods: vec![Method::Raw, Method::Rollout, Method::Saliency],
