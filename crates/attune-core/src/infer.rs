@@ -15,12 +15,11 @@ impl LoadedModel {
         batch_size: usize,
     ) -> Result<Vec<Vec<f32>>> {
         let encodings = self.tokenizer.encode(texts, max_len)?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].len());
+        let batches = crate::tokenizer::length_sorted_batches(&encodings, batch_size);
         let mut encodings: Vec<Option<tokenizers::Encoding>> =
             encodings.into_iter().map(Some).collect();
         let mut probs = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(batch_size.max(1)) {
+        for chunk in &batches {
             let batch_encodings = chunk
                 .iter()
                 .map(|&i| encodings[i].take().expect("each text is batched once"))

@@ -23,4 +23,4 @@ pub use candle_core::{DType, Device, Tensor};
 pub use config::{BertConfig, Pooling, ProblemType};
 pub use error::{Error, Result};
 pub use model::{BertClassifier, ForwardOptions, ModelOutput};
-pub use tokenizer::{Batch, TextTokenizer};
+pub use tokenizer::{length_sorted_batches, Batch, TextTokenizer};

@@ -161,6 +161,20 @@ impl TextTokenizer {
         self.collate_padded(encodings, 1, device)
     }
 
+    /// [`Self::collate`] of the encodings at `indices` (a batch from [`length_sorted_batches`]
+    /// or an epoch's shuffle), cloned: the batch keeps its own.
+    pub fn collate_at(
+        &self,
+        encodings: &[Encoding],
+        indices: &[usize],
+        device: &Device,
+    ) -> Result<Batch> {
+        self.collate(
+            indices.iter().map(|&i| encodings[i].clone()).collect(),
+            device,
+        )
+    }
+
     /// Like [`Self::collate`], padding to at least `min_seq` tokens (fixed shapes for
     /// benchmarks that must match a reference padded to `max_length`).
     pub fn collate_padded(
@@ -212,4 +226,15 @@ fn lower_case_setting(dir: &Path) -> bool {
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
         .and_then(|v| v.get("do_lower_case").and_then(serde_json::Value::as_bool))
         .unwrap_or(true)
+}
+
+/// Indices of `encodings` in batches of `batch_size` (at least 1), shortest texts first, so each
+/// batch pads little. Sorting is stable: equal lengths keep their input order.
+pub fn length_sorted_batches(encodings: &[Encoding], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..encodings.len()).collect();
+    order.sort_by_key(|&i| encodings[i].len());
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }

@@ -309,10 +309,8 @@ impl<'a> Explainer<'a> {
     /// Explains each text with every configured method; results in input order.
     pub fn explain(&self, texts: &[&str]) -> Result<Vec<Explanation>, RunError> {
         let encodings = self.model.tokenizer.encode(texts, self.config.max_len)?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].len());
         let mut out: Vec<Option<Explanation>> = vec![None; texts.len()];
-        for chunk in order.chunks(self.config.batch_size) {
+        for chunk in attune_core::length_sorted_batches(&encodings, self.config.batch_size) {
             let encs: Vec<&Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
             let chunk_texts: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             for (k, explanation) in self

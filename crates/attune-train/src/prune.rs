@@ -8,7 +8,7 @@
 //! once (the paper's §4 protocol), every layer keeping at least one head.
 use attune_core::checkpoint::LoadedModel;
 use attune_core::infer::{argmax, cross_entropy};
-use attune_core::{ForwardOptions, Tensor};
+use attune_core::{length_sorted_batches, ForwardOptions, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -17,16 +17,6 @@ use tokenizers::Encoding;
 use crate::trainer::{Observer, TrainError};
 
 type Result<T> = std::result::Result<T, TrainError>;
-
-/// Batches of (encoding index) sorted by length, so each pads little.
-fn length_batches(encodings: &[Encoding], batch_size: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..encodings.len()).collect();
-    order.sort_by_key(|&i| encodings[i].len());
-    order
-        .chunks(batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
-}
 
 fn check_single_label(model: &LoadedModel) -> Result<()> {
     if model.config.problem_type == Some(attune_core::ProblemType::MultiLabelClassification) {
@@ -79,11 +69,8 @@ pub fn gate_gradients(
     let gate = candle_core::Var::ones((layers, heads), candle_core::DType::F32, &device)?;
     let mut total = vec![0f64; layers * heads];
     obs.phase("head importance", encodings.len());
-    for chunk in length_batches(encodings, batch_size) {
-        let batch = model.tokenizer.collate(
-            chunk.iter().map(|&i| encodings[i].clone()).collect(),
-            &device,
-        )?;
+    for chunk in length_sorted_batches(encodings, batch_size) {
+        let batch = model.tokenizer.collate_at(encodings, &chunk, &device)?;
         let targets = Tensor::new(
             chunk.iter().map(|&i| labels[i]).collect::<Vec<u32>>(),
             &device,
@@ -175,11 +162,8 @@ pub fn masked_accuracy(
     check_single_label(model)?;
     let device = model.model.device().clone();
     let mut correct = 0usize;
-    for chunk in length_batches(encodings, batch_size) {
-        let batch = model.tokenizer.collate(
-            chunk.iter().map(|&i| encodings[i].clone()).collect(),
-            &device,
-        )?;
+    for chunk in length_sorted_batches(encodings, batch_size) {
+        let batch = model.tokenizer.collate_at(encodings, &chunk, &device)?;
         let out = model.model.forward(
             &batch,
             &ForwardOptions {

@@ -373,20 +373,17 @@ pub fn score_encoded(
     batch_size: usize,
     obs: &mut dyn Observer,
 ) -> Result<(Evaluation, Vec<Vec<u32>>)> {
-    let mut order: Vec<usize> = (0..encodings.len()).collect();
-    order.sort_by_key(|&i| encodings[i].len());
     let mut single = vec![0u32; encodings.len()];
     let mut multi = vec![Vec::new(); encodings.len()];
     let mut loss_sum = 0f64;
     obs.phase("evaluating", encodings.len());
-    for chunk in order.chunks(batch_size.max(1)) {
-        let batch = model.tokenizer.collate(
-            chunk.iter().map(|&i| encodings[i].clone()).collect(),
-            model.model.device(),
-        )?;
+    for chunk in attune_core::length_sorted_batches(encodings, batch_size) {
+        let batch = model
+            .tokenizer
+            .collate_at(encodings, &chunk, model.model.device())?;
         let out = model.model.forward(&batch, &ForwardOptions::default())?;
         loss_sum += gold
-            .loss(&out.logits, chunk, None)?
+            .loss(&out.logits, &chunk, None)?
             .to_dtype(candle_core::DType::F64)?
             .to_scalar::<f64>()?
             * chunk.len() as f64;
@@ -608,10 +605,7 @@ pub fn train(
         let last_index = batches.len() - 1;
         for (bi, indices) in batches.into_iter().enumerate() {
             let started = Instant::now();
-            let batch = model.tokenizer.collate(
-                indices.iter().map(|&i| train_enc[i].clone()).collect(),
-                &device,
-            )?;
+            let batch = model.tokenizer.collate_at(&train_enc, &indices, &device)?;
             let (out, lookup) = training_forward(model, &batch, &train_opts)?;
             let mut loss = train
                 .gold
